@@ -1,0 +1,202 @@
+"""The `rtrbench` command line: run sweeps, report results, prepare data, list methods."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from rtrbench.config import SCRIBBLE_LENGTHS, SynthConfig, load_preset, parse_set_option
+from rtrbench.errors import ConfigError, RtrbenchError
+
+app = typer.Typer(help="Benchmark optimizers of regularized losses for scribble-supervised segmentation.", no_args_is_help=True)
+data_app = typer.Typer(help="Write or check data sets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+err_console = Console(stderr=True)
+console = Console()
+
+
+def _fail(exc: RtrbenchError) -> None:
+    err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def _split_list(text: str, option: str, cast) -> tuple:
+    try:
+        return tuple(cast(item.strip()) for item in text.split(",") if item.strip())
+    except ValueError:
+        raise ConfigError(f"{option} {text!r}: expected a comma-separated list") from None
+
+
+def _methods(text: str) -> tuple[str, ...]:
+    from rtrbench.registry import discover, get_method
+
+    if text.strip() == "all":
+        return tuple(discover().methods)
+    names = _split_list(text, "--methods", str)
+    for name in names:
+        get_method(name)  # unknown names fail here, before any work
+    return names
+
+
+def _lengths(text: str) -> tuple[float, ...]:
+    lengths = _split_list(text, "--lengths", float)
+    bad = [f"{x:g}" for x in lengths if not 0 <= x <= 1]
+    if bad:
+        raise ConfigError(f"--lengths: {', '.join(bad)} outside 0..1 (expected e.g. {','.join(f'{x:g}' for x in SCRIBBLE_LENGTHS)})")
+    return lengths
+
+
+@app.command()
+def run(
+    preset: Annotated[str, typer.Option(help="Built-in preset name (smoke, synth) or a .toml file.")] = "synth",
+    methods: Annotated[str, typer.Option(help="Comma-separated method names, or 'all'.")] = "all",
+    lengths: Annotated[str, typer.Option(help="Comma-separated scribble lengths in 0..1.")] = "0,0.3,0.5,0.8,1",
+    seeds: Annotated[str, typer.Option(help="Comma-separated seeds.")] = "0",
+    data: Annotated[Optional[Path], typer.Option(help="PASCAL-layout data root; default: the preset's synthetic set.")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Override train.epochs.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Override train.batch_size.")] = None,
+    crop_size: Annotated[Optional[int], typer.Option(help="Override data.crop_size.")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Override train.lr (backbone; head ×10).")] = None,
+    backbone_weights: Annotated[Optional[Path], typer.Option(help="torchvision ImageNet MobileNetV2 state dict (local file).")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override any config key, e.g. --set train.eval_every=2.")] = None,
+    device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
+    tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow tracking URI; default: sqlite mlflow.db here.")] = None,
+    experiment: Annotated[Optional[str], typer.Option(help="MLflow experiment; default: rtrbench-<preset>.")] = None,
+    runs_dir: Annotated[Path, typer.Option(help="Checkpoints and run files.")] = Path("runs"),
+    data_dir: Annotated[Path, typer.Option(help="Where the synthetic set is generated.")] = Path("data"),
+    rerun: Annotated[bool, typer.Option(help="Train again even if a finished run with the same config exists.")] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+) -> None:
+    """Train every (method, length, seed) of a sweep, tracked in MLflow."""
+    from rtrbench.progress import ProgressView
+    from rtrbench.sweep import Sweep, SweepRuntime, SweepSpec, plan
+    from rtrbench.tracking import Tracking
+
+    try:
+        overrides = dict(parse_set_option(item) for item in set_ or [])
+        named = {
+            "data.root": data, "train.epochs": epochs, "train.batch_size": batch_size, "data.crop_size": crop_size,
+            "train.lr": lr, "model.backbone_weights": backbone_weights,
+        }  # fmt: skip
+        overrides.update({k: str(v) if isinstance(v, Path) else v for k, v in named.items() if v is not None})
+        if data is not None:
+            overrides.setdefault("data.name", data.resolve().name)
+            overrides["data.root"] = str(data.resolve())
+        preset_obj = load_preset(preset)
+        spec = SweepSpec(preset_obj, _methods(methods), _lengths(lengths), _split_list(seeds, "--seeds", int), overrides)
+        configs = plan(spec)
+        tracking = Tracking(tracking_uri, experiment or f"rtrbench-{Path(preset).stem}")
+        runtime = SweepRuntime(device, runs_dir, data_dir, rerun)
+        with ProgressView(console, enabled=not quiet) as progress:
+            console.print(f"sweep: {len(configs)} runs, experiment '{tracking.experiment}' at {tracking.uri}")
+            outcomes = Sweep(tracking, runtime, progress).run(configs)
+    except RtrbenchError as exc:
+        _fail(exc)
+    _print_summary(outcomes)
+    if any(o.status == "failed" for o in outcomes):
+        raise typer.Exit(1)
+
+
+def _print_summary(outcomes) -> None:
+    from rich.table import Table
+
+    table = Table(title="sweep summary")
+    for column in ("run", "status", "val mIoU", "seconds", "error"):
+        table.add_column(column, justify="right" if column in ("val mIoU", "seconds") else "left")
+    for o in outcomes:
+        miou = "—" if o.miou is None else f"{o.miou:.4f}"
+        table.add_row(o.name, o.status, miou, f"{o.seconds:.1f}" if o.status != "skipped" else "—", o.error)
+    console.print(table)
+    counts = {s: sum(o.status == s for o in outcomes) for s in ("finished", "skipped", "failed")}
+    if counts["skipped"] == len(outcomes):
+        console.print("nothing to train: every run of this sweep already finished (use --rerun to train again)")
+    else:
+        console.print(", ".join(f"{n} {s}" for s, n in counts.items()))
+
+
+@app.command()
+def report(
+    experiment: Annotated[Optional[str], typer.Option(help="MLflow experiment; default: the one with the newest rtrbench run.")] = None,
+    tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow tracking URI; default: sqlite mlflow.db here.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Output folder; default reports/<experiment>.")] = None,
+) -> None:
+    """Print and write the table of final val mIoU (methods × scribble lengths)."""
+    from rtrbench.reports.runs import latest_experiment, runs_frame
+    from rtrbench.reports.table import miou_table, rich_table, write_table
+    from rtrbench.tracking import Tracking
+
+    try:
+        name = experiment or latest_experiment(tracking_uri)
+        tracking = Tracking(tracking_uri, name)
+        table = miou_table(runs_frame(tracking))
+        if table.empty:
+            raise ConfigError(f"experiment '{name}' has no finished rtrbench runs")
+    except RtrbenchError as exc:
+        _fail(exc)
+    console.print(rich_table(table, f"val mIoU — {name}"))
+    for path in write_table(table, out or Path("reports") / name):
+        console.print(f"wrote {path}")
+
+
+@app.command("methods")
+def list_methods() -> None:
+    """List the registered training methods."""
+    from rich.table import Table
+
+    from rtrbench.registry import discover
+
+    found = discover()
+    table = Table(title="registered methods")
+    table.add_column("name")
+    table.add_column("fine-tunes from")
+    table.add_column("description")
+    for name, cls in found.methods.items():
+        table.add_row(name, cls.init_from or "—", cls.description)
+    console.print(table)
+    for name, reason in found.broken.items():
+        err_console.print(f"[red]{name}[/]: failed to load ({reason})", highlight=False)
+
+
+@data_app.command("synth")
+def data_synth(
+    out: Annotated[Path, typer.Option(help="Output folder (must not exist unless --force).")],
+    seed: int = 0,
+    n_train: Annotated[int, typer.Option(help="Training images.")] = SynthConfig().n_train,
+    n_val: Annotated[int, typer.Option(help="Validation images.")] = SynthConfig().n_val,
+    size: Annotated[int, typer.Option(help="Image side in pixels.")] = SynthConfig().size,
+    classes: Annotated[int, typer.Option(help="Classes including background.")] = SynthConfig().classes,
+    force: Annotated[bool, typer.Option(help="Replace an existing folder.")] = False,
+) -> None:
+    """Write the synthetic scribble data set in the PASCAL layout."""
+    import shutil
+
+    from pydantic import ValidationError
+
+    from rtrbench.datasets.synthetic_store import write_synthetic_atomic
+
+    try:
+        try:
+            cfg = SynthConfig(seed=seed, n_train=n_train, n_val=n_val, size=size, classes=classes)
+        except ValidationError as exc:
+            raise ConfigError(" ".join(f"--{'-'.join(str(e['loc'][0]).split('_'))}: {e['msg']}" for e in exc.errors())) from None
+        if out.exists():
+            if not force:
+                raise ConfigError(f"{out}: already exists (use --force to replace it)")
+            shutil.rmtree(out)
+        write_synthetic_atomic(out, cfg)
+    except RtrbenchError as exc:
+        _fail(exc)
+    console.print(f"wrote {n_train} train + {n_val} val synthetic images to {out}")
+
+
+def main() -> None:  # pragma: no cover - console-script entry
+    app(prog_name="rtrbench")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""Rich progress display: sweep (runs done / total), epochs and iterations of the current run."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+
+class ProgressView:
+    """Context manager; the sweep and trainer report into it. `enabled=False` shows nothing."""
+
+    def __init__(self, console: Console | None = None, enabled: bool = True) -> None:
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=console,
+            disable=not enabled,
+            transient=False,
+        )
+        self._sweep = self._epochs = self._iters = None
+
+    def __enter__(self) -> ProgressView:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.stop()
+
+    @property
+    def console(self) -> Console:
+        return self.progress.console
+
+    def start_sweep(self, total: int) -> None:
+        self._sweep = self.progress.add_task("sweep", total=total, info="")
+
+    def run_done(self) -> None:
+        if self._sweep is not None:
+            self.progress.advance(self._sweep)
+
+    def start_run(self, name: str, epochs: int, first_epoch: int = 0) -> None:
+        self.end_run()
+        self._epochs = self.progress.add_task(f"  {name}", total=epochs, completed=first_epoch, info="")
+
+    def start_epoch(self, epoch: int, iterations: int) -> None:
+        if self._iters is not None:
+            self.progress.remove_task(self._iters)
+        self._iters = self.progress.add_task(f"    epoch {epoch}", total=iterations, info="")
+
+    def iteration_done(self, loss: float) -> None:
+        self.progress.update(self._iters, advance=1, info=f"loss {loss:.4f}")
+
+    def epoch_done(self, info: str) -> None:
+        self.progress.update(self._epochs, advance=1, info=info)
+
+    def end_run(self) -> None:
+        for task in (self._iters, self._epochs):
+            if task is not None:
+                self.progress.remove_task(task)
+        self._iters = self._epochs = None

@@ -1,0 +1,186 @@
+"""A sweep: methods × scribble lengths × seeds, each run tracked, resumable and isolated.
+
+Runs are ordered so that a method's `init_from` dependency (same length and seed) runs
+first. A finished run with the same config hash is skipped; an interrupted one resumes
+from its last checkpoint into the same MLflow run. A failing run is marked FAILED with
+its one-line error and the sweep goes on.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rtrbench.config import Preset, RunConfig, resolve_run_config
+from rtrbench.datasets.synthetic_store import ensure_synthetic
+from rtrbench.errors import ConfigError, RtrbenchError
+from rtrbench.progress import ProgressView
+from rtrbench.registry import get_method
+from rtrbench.tracking import Tracking
+from rtrbench.trainer import RunContext, Trainer, resolve_device
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    preset: Preset
+    methods: tuple[str, ...]
+    lengths: tuple[float, ...]
+    seeds: tuple[int, ...]
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SweepRuntime:
+    device: str = "auto"
+    runs_dir: Path = Path("runs")
+    data_dir: Path = Path("data")  # where the synthetic set is generated
+    rerun: bool = False
+
+
+@dataclass(frozen=True)
+class Outcome:
+    name: str
+    status: str  # finished / skipped / failed
+    run_id: str | None = None
+    miou: float | None = None
+    seconds: float = 0.0
+    error: str = ""
+
+
+def plan(spec: SweepSpec) -> list[RunConfig]:
+    """Resolved configs in execution order (dependencies first), method params validated."""
+    methods = _with_dependencies(spec.methods)
+    configs = []
+    for seed in spec.seeds:
+        for length in spec.lengths:
+            for name in methods:
+                cfg = resolve_run_config(spec.preset, name, length, seed, spec.overrides)
+                configs.append(_validate_params(cfg))
+    return configs
+
+
+def _with_dependencies(methods: tuple[str, ...]) -> list[str]:
+    ordered: list[str] = []
+
+    def visit(name: str, chain: tuple[str, ...]) -> None:
+        if name in chain:
+            raise ConfigError(f"method dependency cycle: {' -> '.join(chain + (name,))}")
+        dep = get_method(name).init_from
+        if dep:
+            visit(dep, chain + (name,))
+        if name not in ordered:
+            ordered.append(name)
+
+    for name in methods:
+        visit(name, ())
+    return ordered
+
+
+def _validate_params(cfg: RunConfig) -> RunConfig:
+    params_model = get_method(cfg.method).Params
+    try:
+        params = params_model.model_validate(cfg.params).model_dump(mode="json")
+    except Exception as exc:
+        raise ConfigError(f"{cfg.run_name}: invalid method parameters ({' '.join(str(exc).split())})") from None
+    return cfg.model_copy(update={"params": params})
+
+
+class Sweep:
+    def __init__(self, tracking: Tracking, runtime: SweepRuntime, progress: ProgressView) -> None:
+        self.tracking, self.runtime, self.progress = tracking, runtime, progress
+        self.outcomes: dict[str, Outcome] = {}  # by config hash
+        self.device = resolve_device(runtime.device)
+
+    def run(self, configs: list[RunConfig]) -> list[Outcome]:
+        self._planned = configs
+        self.progress.start_sweep(len(configs))
+        results = []
+        for cfg in configs:
+            outcome = self._run_one(cfg)
+            self.outcomes[cfg.config_hash()] = outcome
+            results.append(outcome)
+            self.progress.run_done()
+            self._print(outcome)
+        return results
+
+    def _data_root(self, cfg: RunConfig) -> Path:
+        if cfg.data.root is not None:
+            return cfg.data.root
+        return ensure_synthetic(cfg.data.synth, self.runtime.data_dir, self.progress.console)
+
+    def _run_one(self, cfg: RunConfig) -> Outcome:
+        records = self.tracking.find(cfg.config_hash())
+        finished = next((r for r in records if r.status == "FINISHED"), None)
+        if finished and not self.runtime.rerun:
+            return Outcome(cfg.run_name, "skipped", finished.run_id, finished.metrics.get("val_miou"))
+        run_dir = self.runtime.runs_dir / cfg.config_hash()
+        if self.runtime.rerun:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        started = time.perf_counter()
+        logger = None
+        try:
+            init_checkpoint, init_tags = self._init_from(cfg)
+            interrupted = next((r for r in records if r.status != "FINISHED"), None)
+            if interrupted and not self.runtime.rerun and (run_dir / "last.pt").is_file():
+                logger = self.tracking.reopen(interrupted.run_id)
+            else:
+                logger = self.tracking.start(cfg, {**init_tags, "device": self.device.type})
+            ctx = RunContext(cfg, get_method(cfg.method), self._data_root(cfg), run_dir, self.device, logger, self.progress, init_checkpoint)
+            result = Trainer(ctx).run()
+            logger.finish("FINISHED")
+            return Outcome(cfg.run_name, "finished", logger.run_id, result.miou, time.perf_counter() - started)
+        except KeyboardInterrupt:
+            if logger:
+                logger.finish("KILLED", "interrupted by the user")
+            raise
+        except Exception as exc:
+            message = _one_line(exc)
+            if not isinstance(exc, RtrbenchError):  # a bug, not bad input: keep the traceback for the report
+                run_dir.mkdir(parents=True, exist_ok=True)
+                (run_dir / "error.log").write_text(traceback.format_exc())
+                message += f" (traceback in {run_dir / 'error.log'})"
+            if logger:
+                logger.finish("FAILED", message)
+            self.progress.end_run()
+            return Outcome(cfg.run_name, "failed", logger.run_id if logger else None, None, time.perf_counter() - started, message)
+
+    def _init_from(self, cfg: RunConfig) -> tuple[Path | None, dict[str, str]]:
+        """The checkpoint of the dependency run (same length and seed), when the method has one."""
+        dep = get_method(cfg.method).init_from
+        if dep is None:
+            return None, {}
+        dep_cfg = self._dependency_config(cfg, dep)
+        outcome = self.outcomes.get(dep_cfg.config_hash())
+        if outcome is None or outcome.status == "failed":
+            raise RtrbenchError(f"{cfg.run_name}: its {dep} run {dep_cfg.run_name} did not finish")
+        path = self.runtime.runs_dir / dep_cfg.config_hash() / "final" / "model.pt"
+        if not path.is_file():  # finished elsewhere (another machine): fetch the logged checkpoint
+            from mlflow.artifacts import download_artifacts
+
+            path = Path(download_artifacts(run_id=outcome.run_id, artifact_path="checkpoint/model.pt", tracking_uri=self.tracking.uri))
+        return path, {"init_run_id": outcome.run_id}
+
+    def _dependency_config(self, cfg: RunConfig, dep: str) -> RunConfig:
+        for planned in self._planned:
+            if planned.method == dep and planned.length == cfg.length and planned.seed == cfg.seed:
+                return planned
+        raise RtrbenchError(f"{cfg.run_name}: no {dep} run planned for it")
+
+    def _print(self, outcome: Outcome) -> None:
+        style = {"finished": "green", "skipped": "dim", "failed": "red"}[outcome.status]
+        miou = f" val mIoU {outcome.miou:.4f}" if outcome.miou is not None else ""
+        error = f": {outcome.error}" if outcome.error else ""
+        self.progress.console.print(f"[{style}]{outcome.status:>8}[/] {outcome.name}{miou}{error}", highlight=False, soft_wrap=True)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    if "Original Traceback" in text:  # DataLoader workers wrap errors with their traceback
+        text = text.splitlines()[-1].split(": ", 1)[-1]
+    text = " ".join(text.split())
+    return text if isinstance(exc, RtrbenchError) else f"{type(exc).__name__}: {text}"
+

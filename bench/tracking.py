@@ -1,0 +1,129 @@
+"""MLflow tracking with a fixed schema (DESIGN §6), through MlflowClient (no fluent global run state).
+
+Default store: the embedded SQLite file ``mlflow.db`` in the working directory; any
+tracking URI is accepted. Runs are found again by their ``config_hash`` tag.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from rtrbench.config import RunConfig
+from rtrbench.errors import ConfigError
+
+
+def default_tracking_uri() -> str:
+    return f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
+def _quiet_mlflow_logging() -> None:
+    # Creating a SQLite store runs alembic migrations, which log dozens of INFO lines.
+    for name in ("alembic", "mlflow"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    run_id: str
+    status: str  # RUNNING / FINISHED / FAILED / KILLED
+    tags: dict[str, str]
+    metrics: dict[str, float]
+    start_time: int  # ms since the epoch
+
+
+class Tracking:
+    """One MLflow experiment."""
+
+    def __init__(self, uri: str | None, experiment: str) -> None:
+        self.client = self.client_for(uri)
+        self.uri = self.client.tracking_uri
+        try:
+            found = self.client.get_experiment_by_name(experiment)
+            self.experiment_id = found.experiment_id if found else self.client.create_experiment(experiment)
+        except Exception as exc:  # bad URI, unreachable server, locked database, ...
+            raise ConfigError(f"tracking URI {self.uri}: {' '.join(str(exc).split())[:300]}") from None
+        self.experiment = experiment
+
+    @staticmethod
+    def client_for(uri: str | None):
+        _quiet_mlflow_logging()
+        from mlflow import MlflowClient  # slow import, kept off the CLI's startup path
+
+        return MlflowClient(tracking_uri=uri or default_tracking_uri())
+
+    def find(self, config_hash: str) -> list[RunRecord]:
+        runs = self.client.search_runs(
+            [self.experiment_id], filter_string=f"tags.config_hash = '{config_hash}'", order_by=["attributes.start_time DESC"]
+        )
+        return [_record(r) for r in runs]
+
+    def runs(self) -> list[RunRecord]:
+        """All rtrbench runs of the experiment (those carrying a config hash)."""
+        records, token = [], None
+        while True:
+            page = self.client.search_runs([self.experiment_id], filter_string="tags.config_hash != ''", page_token=token)
+            records += [_record(r) for r in page]
+            token = page.token
+            if not token:
+                return records
+
+    def start(self, cfg: RunConfig, extra_tags: dict[str, str]) -> RunLogger:
+        tags = {
+            "method": cfg.method,
+            "length": f"{cfg.length:g}",
+            "seed": str(cfg.seed),
+            "dataset": cfg.data.name,
+            "config_hash": cfg.config_hash(),
+            **extra_tags,
+        }
+        run = self.client.create_run(self.experiment_id, run_name=cfg.run_name, tags=tags)
+        logger = RunLogger(self.client, run.info.run_id)
+        logger.log_params(cfg.flat_params())
+        return logger
+
+    def reopen(self, run_id: str) -> RunLogger:
+        """Continue an interrupted run (same MLflow run, status back to RUNNING)."""
+        self.client.update_run(run_id, status="RUNNING")
+        return RunLogger(self.client, run_id)
+
+
+class RunLogger:
+    """What the trainer sees of tracking: metrics, tags and artifacts of one run."""
+
+    def __init__(self, client, run_id: str) -> None:
+        self.client, self.run_id = client, run_id
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, step) for k, v in metrics.items() if math.isfinite(float(v))]
+        for start in range(0, len(batch), 1000):  # MLflow's per-request limit
+            self.client.log_batch(self.run_id, metrics=batch[start : start + 1000])
+
+    def log_params(self, params: dict[str, str]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, v[:6000]) for k, v in params.items()]
+        for start in range(0, len(items), 100):  # MLflow's per-request limit for params
+            self.client.log_batch(self.run_id, params=items[start : start + 100])
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        for key, value in tags.items():
+            self.client.set_tag(self.run_id, key, value)
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def finish(self, status: str = "FINISHED", error: str | None = None) -> None:
+        if error:
+            self.client.set_tag(self.run_id, "error", error[:5000])
+        self.client.set_terminated(self.run_id, status=status)
+
+
+def _record(run) -> RunRecord:
+    return RunRecord(run.info.run_id, run.info.status, dict(run.data.tags), dict(run.data.metrics), run.info.start_time)

@@ -1,0 +1,237 @@
+"""The training loop shared by every method: SGD + poly schedule, evaluation, checkpoints, logging."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader
+
+from rtrbench.checkpoint import load_checkpoint, save_checkpoint
+from rtrbench.config import RunConfig
+from rtrbench.datasets.transforms import JointTransform
+from rtrbench.datasets.voc import ScribbleDataset, collate
+from rtrbench.errors import ConfigError, NonFiniteLossError
+from rtrbench.evaluate import EvalResult, evaluate, predict
+from rtrbench.methods.base import Batch, Method, MethodContext
+from rtrbench.metrics import DEFAULT_TRIMAP_WIDTHS
+from rtrbench.network import DeepLabV3Plus, load_backbone_weights
+from rtrbench.progress import ProgressView
+from rtrbench.tracking import RunLogger
+from rtrbench.visualize import prediction_grid
+
+LAST_CHECKPOINT = "last.pt"
+N_PREVIEW = 4  # val images in the logged prediction grid
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Where and how one run executes; nothing here changes its result (it is not hashed)."""
+
+    cfg: RunConfig
+    method: type[Method]
+    data_root: Path
+    run_dir: Path
+    device: torch.device
+    logger: RunLogger
+    progress: ProgressView
+    init_checkpoint: Path | None = None  # weights to fine-tune from (e.g. the PCE-GD run's)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA device is available (use --device cpu or auto)")
+    if name not in ("cpu", "cuda"):
+        raise ConfigError(f"--device {name}: expected cpu, cuda or auto")
+    return torch.device(name)
+
+
+def poly_factor(iteration: int, total: int, power: float) -> float:
+    return (1 - min(iteration, total) / total) ** power
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return seed * 1_000_003 + epoch
+
+
+class Trainer:
+    def __init__(self, ctx: RunContext) -> None:
+        self.ctx = ctx
+        cfg, data = ctx.cfg, ctx.cfg.data
+        torch.use_deterministic_algorithms(cfg.train.deterministic, warn_only=True)
+        torch.manual_seed(cfg.seed)
+        transform = JointTransform(data.crop_size, data.scale_min, data.scale_max, data.flip)
+        self.train_set = ScribbleDataset(ctx.data_root, "train", cfg.length, transform, seed=cfg.seed)
+        self.val_set = ScribbleDataset(ctx.data_root, "val")
+        self.class_names = self.train_set.class_names
+        k = len(self.class_names)
+        self.model = DeepLabV3Plus(k, cfg.model.width_mult, cfg.model.decoder_channels, cfg.model.output_stride)
+        if cfg.model.backbone_weights is not None:
+            load_backbone_weights(self.model, cfg.model.backbone_weights)
+        if ctx.init_checkpoint is not None:
+            self.model.load_state_dict(load_checkpoint(ctx.init_checkpoint)["model"])
+        self.model.to(ctx.device)
+        self.method = ctx.method(
+            ctx.method.Params.model_validate(cfg.params), MethodContext(k, self.class_names, ctx.device, ctx.run_dir)
+        )
+        t = cfg.train
+        self.optimizer = torch.optim.SGD(
+            [
+                {"params": self.model.backbone_parameters(), "lr": t.lr},
+                {"params": self.model.head_parameters(), "lr": t.lr * t.head_lr_mult},
+            ],
+            lr=t.lr,
+            momentum=t.momentum,
+            weight_decay=t.weight_decay,
+        )
+        self.iters_per_epoch = max(1, len(self.train_set) // t.batch_size)
+        total = self.iters_per_epoch * t.epochs
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda it: poly_factor(it, total, t.poly_power))
+        self.start_epoch = self._resume()
+
+    # -- state -----------------------------------------------------------------------------
+    def _resume(self) -> int:
+        path = self.ctx.run_dir / LAST_CHECKPOINT
+        if not path.is_file():
+            return 0
+        state = load_checkpoint(path)
+        if state.get("config_hash") != self.ctx.cfg.config_hash():
+            return 0  # a checkpoint of another config in this folder is never reused
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        return int(state["epoch"])
+
+    def _save(self, epoch: int) -> None:
+        save_checkpoint(
+            self.ctx.run_dir / LAST_CHECKPOINT,
+            {
+                "epoch": epoch,
+                "config_hash": self.ctx.cfg.config_hash(),
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+            },
+        )
+
+    # -- loop ------------------------------------------------------------------------------
+    def run(self) -> EvalResult:
+        cfg, ctx = self.ctx.cfg, self.ctx
+        ctx.progress.start_run(cfg.run_name, cfg.train.epochs, self.start_epoch)
+        result = None
+        for epoch in range(self.start_epoch + 1, cfg.train.epochs + 1):
+            self._train_epoch(epoch)
+            self._save(epoch)
+            if epoch % cfg.train.eval_every == 0 and epoch < cfg.train.epochs:
+                result = evaluate(self.model, self._val_loader(), len(self.class_names), ctx.device)
+                ctx.logger.log_metrics({"val_miou": result.miou}, step=epoch)
+            ctx.progress.epoch_done(f"val mIoU {result.miou:.3f}" if result else "")
+        final = evaluate(self.model, self._val_loader(), len(self.class_names), ctx.device, DEFAULT_TRIMAP_WIDTHS)
+        self._log_final(final)
+        ctx.progress.end_run()
+        return final
+
+    def _train_epoch(self, epoch: int) -> None:
+        ctx, t = self.ctx, self.ctx.cfg.train
+        started = time.perf_counter()
+        torch.manual_seed(_epoch_seed(ctx.cfg.seed, epoch))  # dropout etc.: resumable per epoch
+        self.model.train()
+        hook_metrics = self.method.on_epoch_start(epoch, self.model)
+        self.train_set.set_epoch(epoch)
+        loader = DataLoader(
+            self.train_set,
+            batch_size=t.batch_size,
+            shuffle=True,
+            drop_last=len(self.train_set) >= t.batch_size,  # a batch of 1 breaks BatchNorm statistics
+            num_workers=ctx.cfg.data.num_workers,
+            collate_fn=collate,
+            generator=torch.Generator().manual_seed(_epoch_seed(ctx.cfg.seed, epoch)),
+            pin_memory=ctx.device.type == "cuda",
+        )
+        ctx.progress.start_epoch(epoch, len(loader))
+        sums: dict[str, float] = {}
+        for index, raw in enumerate(loader):
+            batch = self._to_batch(raw)
+            logits = self.model(batch.image)
+            terms = self.method.loss(logits, batch)
+            values = {name: float(term.detach()) for name, term in terms.items()}
+            for name, value in values.items():
+                if not math.isfinite(value):
+                    raise NonFiniteLossError(
+                        f"{ctx.cfg.run_name}: loss term '{name}' is {value} at epoch {epoch}, batch {index} "
+                        f"(images {', '.join(batch.ids[:4])}{', ...' if len(batch.ids) > 4 else ''})"
+                    )
+            total = sum(terms.values())
+            self.optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            self.optimizer.step()
+            self.scheduler.step()
+            for name, value in values.items():
+                sums[name] = sums.get(name, 0.0) + value
+            ctx.progress.iteration_done(sum(values.values()))
+        n = max(1, len(loader))
+        metrics = {f"train_{name}_loss": value / n for name, value in sums.items()}
+        metrics["train_loss"] = sum(sums.values()) / n
+        metrics["lr"] = self.optimizer.param_groups[0]["lr"]
+        metrics["epoch_seconds"] = time.perf_counter() - started
+        ctx.logger.log_metrics({**metrics, **hook_metrics}, step=epoch)
+
+    def _to_batch(self, raw: dict) -> Batch:
+        device = self.ctx.device
+        core = ("image", "scribbles", "gt", "roi", "id", "size")
+        return Batch(
+            image=raw["image"].to(device, non_blocking=True),
+            scribbles=raw["scribbles"].to(device, non_blocking=True),
+            gt=raw["gt"].to(device, non_blocking=True),
+            roi=raw["roi"].to(device, non_blocking=True),
+            ids=raw["id"],
+            extra={k: v.to(device, non_blocking=True) for k, v in raw.items() if k not in core},
+        )
+
+    def _val_loader(self) -> DataLoader:
+        return DataLoader(
+            self.val_set, batch_size=self.ctx.cfg.train.batch_size, num_workers=self.ctx.cfg.data.num_workers, collate_fn=collate
+        )
+
+    # -- results ---------------------------------------------------------------------------
+    def _log_final(self, result: EvalResult) -> None:
+        ctx, epochs = self.ctx, self.ctx.cfg.train.epochs
+        out = ctx.run_dir / "final"
+        out.mkdir(parents=True, exist_ok=True)
+        logger = ctx.logger
+        logger.log_metrics({"val_miou": result.miou}, step=epochs)
+        logger.log_metrics({f"iou_{name}": iou for name, iou in zip(self.class_names, result.class_iou)}, step=epochs)
+        for width, miou in result.trimap.items():
+            logger.log_metrics({"trimap_miou": miou}, step=width)
+
+        (out / "config.json").write_text(json.dumps(ctx.cfg.model_dump(mode="json"), indent=2))
+        pd.DataFrame(result.confusion, index=self.class_names, columns=self.class_names).rename_axis(
+            "gt \\ prediction"
+        ).to_csv(out / "confusion.csv")
+        pd.DataFrame({"width_px": list(result.trimap), "miou": list(result.trimap.values())}).to_csv(
+            out / "trimap.csv", index=False
+        )
+        pd.DataFrame({"class": self.class_names, "iou": result.class_iou}).to_csv(out / "class_iou.csv", index=False)
+        torch.save({"model": self.model.state_dict(), "config": ctx.cfg.model_dump(mode="json")}, out / "model.pt")
+        self._preview(out / "predictions.png")
+        for name in ("config.json", "confusion.csv", "trimap.csv", "class_iou.csv", "predictions.png"):
+            logger.log_artifact(out / name)
+        logger.log_artifact(out / "model.pt", "checkpoint")
+
+    def _preview(self, path: Path) -> None:
+        samples = [self.val_set.load(i) for i in range(min(N_PREVIEW, len(self.val_set)))]
+        images, gts, preds = [], [], []
+        for s in samples:
+            tensor = torch.from_numpy(s.image).permute(2, 0, 1).float()[None].to(self.ctx.device)
+            preds.append(predict(self.model, tensor)[0].cpu().numpy().astype(np.uint8))
+            images.append(s.image)
+            gts.append(s.maps["gt"])
+        prediction_grid(images, gts, preds, path)

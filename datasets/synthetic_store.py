@@ -1,0 +1,43 @@
+"""Generating the synthetic set once, atomically, in a folder named after its spec."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from rich.console import Console
+
+from rtrbench.config import SynthConfig
+from rtrbench.datasets.synth import SynthSpec, write_synthetic
+from rtrbench.errors import DataError
+
+
+def write_synthetic_atomic(out: Path, cfg: SynthConfig) -> None:
+    """Write into a temporary sibling folder, then rename: a cut-off write never looks finished."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        write_synthetic(tmp, SynthSpec(**cfg.model_dump()))
+        (tmp / "synth.json").write_text(json.dumps(cfg.model_dump(), sort_keys=True))
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def ensure_synthetic(cfg: SynthConfig, data_dir: Path, console: Console | None = None) -> Path:
+    """The folder holding the synthetic set of this spec, generated on first use."""
+    digest = hashlib.sha256(json.dumps(cfg.model_dump(), sort_keys=True).encode()).hexdigest()[:8]
+    out = data_dir / f"synth-{digest}"
+    if out.is_dir():
+        return out
+    if console:
+        console.print(f"generating the synthetic data set ({cfg.n_train} train + {cfg.n_val} val, {cfg.size} px) in {out}")
+    try:
+        write_synthetic_atomic(out, cfg)
+    except OSError as exc:
+        raise DataError(f"{out}: cannot write the synthetic data set ({exc})") from None
+    return out

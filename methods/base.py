@@ -1,0 +1,63 @@
+"""What a training method is: a named object that turns logits and a batch into loss terms.
+
+The trainer owns the loop, data and tracking; a method owns its loss. Methods never
+read files or talk to MLflow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+from pydantic import BaseModel, ConfigDict
+
+
+class NoParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass
+class Batch:
+    """One training batch on the training device. Label maps use 255 for 'unlabelled'."""
+
+    image: torch.Tensor  # B×3×H×W float, RGB in 0..255 (the network normalises itself)
+    scribbles: torch.Tensor  # B×H×W int64 seed labels, 255 = unlabelled
+    gt: torch.Tensor  # B×H×W int64 full ground truth, 255 = void (diagnostics and full supervision only)
+    roi: torch.Tensor  # B×H×W bool, False on crop padding
+    ids: list[str]
+    extra: dict[str, torch.Tensor] = field(default_factory=dict)  # further label maps (e.g. proposals)
+
+
+@dataclass(frozen=True)
+class MethodContext:
+    num_classes: int
+    class_names: tuple[str, ...]
+    device: torch.device
+    run_dir: Path
+
+
+class Method:
+    """Base class of training methods; subclass, set the class attributes, implement `loss`.
+
+    Register a third-party method through the entry-point group ``rtrbench.methods``
+    (``my-method = "my_pkg.module:MyMethod"``); its ``name`` must equal the entry point's.
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    Params: ClassVar[type[BaseModel]] = NoParams
+    init_from: ClassVar[str | None] = None  # method whose checkpoint (same length, seed) this one fine-tunes
+
+    def __init__(self, params: BaseModel, ctx: MethodContext) -> None:
+        self.params = params
+        self.ctx = ctx
+
+    def loss(self, logits: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
+        """Named scalar loss terms (already weighted); the trainer minimises their sum."""
+        raise NotImplementedError
+
+    def on_epoch_start(self, epoch: int, model: torch.nn.Module) -> dict[str, float]:
+        """Hook for methods with an outer loop (e.g. trust-region proposals); returns metrics to log."""
+        return {}

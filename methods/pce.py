@@ -1,0 +1,33 @@
+"""Partial cross-entropy on scribbles (PCE-GD, eq. 6) and cross-entropy on full GT (upper bound)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from rtrbench.datasets.labelio import IGNORE
+from rtrbench.methods.base import Batch, Method
+
+
+def partial_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, roi: torch.Tensor) -> torch.Tensor:
+    """Mean of −log q_i(y_i) over labelled ROI pixels; 0 (with a gradient) when there are none."""
+    labels = labels.masked_fill(~roi, IGNORE)
+    if not (labels != IGNORE).any():
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits, labels, ignore_index=IGNORE)
+
+
+class PCEGD(Method):
+    name = "pce-gd"
+    description = "partial cross-entropy on scribbles, gradient descent (eq. 6)"
+
+    def loss(self, logits: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
+        return {"ce": partial_cross_entropy(logits, batch.scribbles, batch.roi)}
+
+
+class FullSupervision(Method):
+    name = "full"
+    description = "cross-entropy on every ground-truth pixel (full-supervision upper bound)"
+
+    def loss(self, logits: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
+        return {"ce": partial_cross_entropy(logits, batch.gt, batch.roi)}

@@ -1,0 +1,47 @@
+"""Shared fixtures: a tiny hand-made PASCAL-layout tree (independent of the synthetic generator)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from rtrbench.datasets.labelio import write_label_png
+
+
+def make_pascal_tree(root: Path, n_train: int = 6, n_val: int = 3, size: tuple[int, int] = (40, 48), classes: int = 3) -> Path:
+    """Images with a bright square (class 1) and a dark bar (class 2) on grey; a scribble per region."""
+    rng = np.random.default_rng(0)
+    h, w = size
+    (root / "ImageSets" / "SegmentationAug").mkdir(parents=True)
+    (root / "classes.txt").write_text("\n".join(["background", "square", "bar", "extra"][:classes]) + "\n")
+    splits = {"train": [f"tr{i}" for i in range(n_train)], "val": [f"va{i}" for i in range(n_val)]}
+    for split, ids in splits.items():
+        (root / "ImageSets" / "SegmentationAug" / f"{split}.txt").write_text("\n".join(ids) + "\n")
+        for image_id in ids:
+            gt = np.zeros((h, w), np.uint8)
+            top, left = rng.integers(2, h // 2), rng.integers(2, w // 2)
+            gt[top : top + h // 3, left : left + w // 3] = 1
+            gt[h - 8 : h - 4, 4 : w - 4] = 2
+            image = np.stack([np.where(gt == 1, 220, np.where(gt == 2, 30, 128))] * 3, -1).astype(np.uint8)
+            image = np.clip(image + rng.normal(0, 8, image.shape), 0, 255).astype(np.uint8)
+            (root / "JPEGImages").mkdir(exist_ok=True)
+            Image.fromarray(image).save(root / "JPEGImages" / f"{image_id}.jpg", quality=95)
+            write_label_png(root / "SegmentationClassAug" / f"{image_id}.png", gt)
+            if split == "val":
+                write_label_png(root / "SegmentationClass" / f"{image_id}.png", gt)
+            else:
+                scribble = np.full((h, w), 255, np.uint8)
+                scribble[top + h // 6, left + 1 : left + w // 3 - 1] = 1
+                scribble[h - 6, 6 : w - 6] = 2
+                scribble[1, 2 : w - 2] = 0
+                for name in ("pascal_2012_scribble", "pascal_2012_scribble0", "pascal_2012_scribble0.3", "pascal_2012_scribble0.5", "pascal_2012_scribble0.8"):
+                    write_label_png(root / name / f"{image_id}.png", scribble)
+    return root
+
+
+@pytest.fixture
+def pascal_tree(tmp_path: Path) -> Path:
+    return make_pascal_tree(tmp_path / "voc")

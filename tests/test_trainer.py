@@ -1,0 +1,120 @@
+"""The shared training loop: schedule, logging schema, non-finite losses, checkpoints and resume."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from rtrbench.checkpoint import load_checkpoint, save_checkpoint
+from rtrbench.config import Preset, resolve_run_config
+from rtrbench.errors import DataError, NonFiniteLossError
+from rtrbench.methods import Method, PCEGD
+from rtrbench.metrics import DEFAULT_TRIMAP_WIDTHS
+from rtrbench.progress import ProgressView
+from rtrbench.trainer import LAST_CHECKPOINT, RunContext, Trainer, poly_factor
+
+TINY = Preset.model_validate(
+    {
+        "data": {"crop_size": 32, "scale_min": 0.8, "scale_max": 1.2},
+        "model": {"width_mult": 0.25, "decoder_channels": 16},
+        "train": {"epochs": 2, "batch_size": 3, "lr": 0.01, "eval_every": 1},
+    }
+)
+
+
+class FakeLogger:
+    run_id = "fake"
+
+    def __init__(self):
+        self.metrics: list[tuple[str, float, int]] = []
+        self.artifacts: list[tuple[str, str | None]] = []
+
+    def log_metrics(self, metrics, step):
+        self.metrics += [(k, float(v), step) for k, v in metrics.items()]
+
+    def log_artifact(self, path, artifact_path=None):
+        assert path.is_file()
+        self.artifacts.append((path.name, artifact_path))
+
+    def series(self, key):
+        return [(step, value) for k, value, step in self.metrics if k == key]
+
+
+def context(root, tmp_path, method=PCEGD, logger=None, **overrides):
+    cfg = resolve_run_config(TINY, method.name, 1.0, 0, overrides)
+    return RunContext(cfg, method, root, tmp_path / "run", torch.device("cpu"), logger or FakeLogger(), ProgressView(enabled=False))
+
+
+def test_poly_schedule():
+    assert poly_factor(0, 100, 0.9) == 1.0
+    assert poly_factor(50, 100, 0.9) == pytest.approx(0.5**0.9)
+    assert poly_factor(100, 100, 0.9) == 0.0
+
+
+def test_run_logs_the_schema(pascal_tree, tmp_path):
+    ctx = context(pascal_tree, tmp_path)
+    trainer = Trainer(ctx)
+    groups = trainer.optimizer.param_groups
+    assert groups[1]["lr"] == pytest.approx(10 * groups[0]["lr"])  # head lr is 10× the backbone's
+    result = trainer.run()
+    log = ctx.logger
+    for key in ("train_loss", "train_ce_loss", "lr", "epoch_seconds"):
+        assert [step for step, _ in log.series(key)] == [1, 2], key
+    assert [step for step, _ in log.series("val_miou")] == [1, 2]
+    assert log.series("val_miou")[-1][1] == pytest.approx(result.miou)
+    assert [step for step, _ in log.series("trimap_miou")] == list(DEFAULT_TRIMAP_WIDTHS)
+    assert {k for k, _, _ in log.metrics if k.startswith("iou_")} == {"iou_background", "iou_square", "iou_bar"}
+    assert log.series("lr")[0][1] < 0.01  # the poly schedule decays within the first epoch
+    names = {name for name, _ in log.artifacts}
+    assert names == {"config.json", "confusion.csv", "trimap.csv", "class_iou.csv", "predictions.png", "model.pt"}
+    assert ("model.pt", "checkpoint") in log.artifacts
+    assert 0.0 <= result.miou <= 1.0
+
+
+class NaNMethod(Method):
+    name = "nan"
+    description = "returns NaN on purpose"
+
+    def loss(self, logits, batch):
+        return {"ce": logits.mean() * 0, "reg": logits.sum() * math.nan}
+
+
+def test_non_finite_loss_stops_with_batch_and_term(pascal_tree, tmp_path):
+    with pytest.raises(NonFiniteLossError) as info:
+        Trainer(context(pascal_tree, tmp_path, NaNMethod)).run()
+    message = str(info.value)
+    assert "loss term 'reg' is nan at epoch 1, batch 0" in message and "images tr" in message
+
+
+def test_resume_from_last_checkpoint_gives_the_same_model(pascal_tree, tmp_path):
+    full = Trainer(context(pascal_tree, tmp_path / "a"))
+    full.run()
+    # Stop after epoch 1 (the checkpoint an interrupted run leaves), then resume to epoch 2.
+    part = Trainer(context(pascal_tree, tmp_path / "b", **{"train.epochs": 2}))
+    part._train_epoch(1)
+    part._save(1)
+    resumed = Trainer(context(pascal_tree, tmp_path / "b"))
+    assert resumed.start_epoch == 1
+    resumed.run()
+    for (name, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6), name
+
+
+def test_checkpoint_of_another_config_is_not_reused(pascal_tree, tmp_path):
+    ctx = context(pascal_tree, tmp_path)
+    save_checkpoint(ctx.run_dir / LAST_CHECKPOINT, {"epoch": 1, "config_hash": "other"})
+    assert Trainer(ctx).start_epoch == 0
+
+
+def test_checkpoint_round_trip_is_atomic(tmp_path):
+    state = {"epoch": 3, "model": {"w": torch.arange(4.0)}}
+    path = tmp_path / "ck" / "last.pt"
+    save_checkpoint(path, state)
+    assert [p.name for p in path.parent.iterdir()] == ["last.pt"]  # no temp file left behind
+    loaded = load_checkpoint(path)
+    assert loaded["epoch"] == 3 and torch.equal(loaded["model"]["w"], state["model"]["w"])
+    path.write_bytes(b"garbage")
+    with pytest.raises(DataError, match="last.pt: cannot read checkpoint"):
+        load_checkpoint(path)
