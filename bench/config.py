@@ -29,10 +29,10 @@ class SynthConfig(_Strict):
     """Parameters of the generated synthetic data set (used when ``data.root`` is unset)."""
 
     seed: int = 0
-    n_train: int = Field(200, ge=1)
-    n_val: int = Field(60, ge=1)
+    n_train: int = Field(160, ge=1)
+    n_val: int = Field(60, ge=0)
     size: int = Field(96, ge=32)
-    classes: int = Field(5, ge=2, le=20)
+    classes: int = Field(5, ge=2, le=25)  # 6 shapes × 4 textures + background
 
 
 class DataConfig(_Strict):

@@ -21,7 +21,7 @@ from rtrbench.errors import ConfigError, RtrbenchError
 from rtrbench.progress import ProgressView
 from rtrbench.registry import get_method
 from rtrbench.tracking import Tracking
-from rtrbench.trainer import RunContext, Trainer, resolve_device
+from rtrbench.trainer import LAST_CHECKPOINT, RunContext, Trainer, resolve_device
 
 
 @dataclass(frozen=True)
@@ -124,10 +124,12 @@ class Sweep:
         logger = None
         try:
             init_checkpoint, init_tags = self._init_from(cfg)
-            interrupted = next((r for r in records if r.status != "FINISHED"), None)
-            if interrupted and not self.runtime.rerun and (run_dir / "last.pt").is_file():
-                logger = self.tracking.reopen(interrupted.run_id)
+            unfinished = [r for r in records if r.status != "FINISHED"]
+            if unfinished and not self.runtime.rerun and (run_dir / LAST_CHECKPOINT).is_file():
+                logger = self.tracking.reopen(unfinished[0])  # resumes from its last checkpoint
             else:
+                for record in unfinished:
+                    self.tracking.abandon(record)
                 logger = self.tracking.start(cfg, {**init_tags, "device": self.device.type})
             ctx = RunContext(cfg, get_method(cfg.method), self._data_root(cfg), run_dir, self.device, logger, self.progress, init_checkpoint)
             result = Trainer(ctx).run()

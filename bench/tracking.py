@@ -21,7 +21,8 @@ def default_tracking_uri() -> str:
 
 
 def _quiet_mlflow_logging() -> None:
-    # Creating a SQLite store runs alembic migrations, which log dozens of INFO lines.
+    # Creating a SQLite store logs INFO lines (alembic migrations, table creation); mlflow
+    # sets its loggers up on import, so this runs after the import.
     for name in ("alembic", "mlflow"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
@@ -50,9 +51,9 @@ class Tracking:
 
     @staticmethod
     def client_for(uri: str | None):
-        _quiet_mlflow_logging()
         from mlflow import MlflowClient  # slow import, kept off the CLI's startup path
 
+        _quiet_mlflow_logging()
         return MlflowClient(tracking_uri=uri or default_tracking_uri())
 
     def find(self, config_hash: str) -> list[RunRecord]:
@@ -85,10 +86,17 @@ class Tracking:
         logger.log_params(cfg.flat_params())
         return logger
 
-    def reopen(self, run_id: str) -> RunLogger:
-        """Continue an interrupted run (same MLflow run, status back to RUNNING)."""
-        self.client.update_run(run_id, status="RUNNING")
-        return RunLogger(self.client, run_id)
+    def reopen(self, record: RunRecord) -> RunLogger:
+        """Continue an interrupted or failed run: same MLflow run, status back to RUNNING."""
+        if "error" in record.tags:
+            self.client.delete_tag(record.run_id, "error")
+        self.client.update_run(record.run_id, status="RUNNING")
+        return RunLogger(self.client, record.run_id)
+
+    def abandon(self, record: RunRecord) -> None:
+        """Mark a run left RUNNING by a killed process as KILLED (it is being started afresh)."""
+        if record.status == "RUNNING":
+            self.client.set_terminated(record.run_id, status="KILLED")
 
 
 class RunLogger:

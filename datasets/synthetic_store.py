@@ -11,7 +11,7 @@ from pathlib import Path
 from rich.console import Console
 
 from rtrbench.config import SynthConfig
-from rtrbench.datasets.synth import SynthSpec, write_synthetic
+from rtrbench.datasets.synth import write_synthetic
 from rtrbench.errors import DataError
 
 
@@ -20,7 +20,7 @@ def write_synthetic_atomic(out: Path, cfg: SynthConfig) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        write_synthetic(tmp, SynthSpec(**cfg.model_dump()))
+        write_synthetic(tmp, cfg)
         (tmp / "synth.json").write_text(json.dumps(cfg.model_dump(), sort_keys=True))
         tmp.rename(out)
     except BaseException:
@@ -35,7 +35,7 @@ def ensure_synthetic(cfg: SynthConfig, data_dir: Path, console: Console | None =
     if out.is_dir():
         return out
     if console:
-        console.print(f"generating the synthetic data set ({cfg.n_train} train + {cfg.n_val} val, {cfg.size} px) in {out}")
+        console.print(f"generating the synthetic data set ({cfg.n_train} train + {cfg.n_val} val, {cfg.size} px) in {out}", soft_wrap=True)
     try:
         write_synthetic_atomic(out, cfg)
     except OSError as exc:

@@ -1,0 +1,103 @@
+"""End to end through the command line: a smoke sweep, its MLflow schema, skip on re-run,
+the report, and a failing run that does not stop the others."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from tests.conftest import make_pascal_tree
+
+pytestmark = pytest.mark.slow
+
+
+def rtrbench(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "rtrbench.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=600
+    )
+
+
+@pytest.fixture(scope="module")
+def smoke_sweep(tmp_path_factory):
+    cwd = tmp_path_factory.mktemp("sweep")
+    result = rtrbench(cwd, "run", "--preset", "smoke", "--methods", "pce-gd,full", "--lengths", "0,1", "--quiet")
+    assert result.returncode == 0, result.stdout + result.stderr
+    return cwd, result
+
+
+def runs_of(cwd: Path, experiment: str = "rtrbench-smoke"):
+    client = MlflowClient(tracking_uri=f"sqlite:///{cwd / 'mlflow.db'}")
+    exp = client.get_experiment_by_name(experiment)
+    return client, client.search_runs([exp.experiment_id])
+
+
+def test_smoke_sweep_leaves_four_finished_runs_with_the_schema(smoke_sweep):
+    cwd, _ = smoke_sweep
+    client, runs = runs_of(cwd)
+    assert sorted(r.info.run_name for r in runs) == ["full/len0/seed0", "full/len1/seed0", "pce-gd/len0/seed0", "pce-gd/len1/seed0"]
+    for run in runs:
+        assert run.info.status == "FINISHED"
+        tags, params, metrics = run.data.tags, run.data.params, run.data.metrics
+        assert {tags["method"], tags["length"], tags["seed"], tags["dataset"]} <= {"pce-gd", "full", "0", "1", "synth"}
+        assert len(tags["config_hash"]) == 16
+        assert params["train.epochs"] == "2" and params["method"] == tags["method"] and "data.synth.size" in params
+        for key in ("train_loss", "train_ce_loss", "lr", "epoch_seconds"):
+            assert [m.step for m in client.get_metric_history(run.info.run_id, key)] == [1, 2], key
+        assert 0 <= metrics["val_miou"] <= 1 and "iou_background" in metrics
+        trimap = client.get_metric_history(run.info.run_id, "trimap_miou")
+        assert [m.step for m in trimap] == [1, 2, 3, 5, 8, 10, 15, 20, 25, 30, 40]
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert {"config.json", "confusion.csv", "trimap.csv", "predictions.png", "checkpoint"} <= artifacts
+        assert [a.path for a in client.list_artifacts(run.info.run_id, "checkpoint")] == ["checkpoint/model.pt"]
+
+
+def test_rerun_trains_nothing_and_says_so(smoke_sweep):
+    cwd, _ = smoke_sweep
+    result = rtrbench(cwd, "run", "--preset", "smoke", "--methods", "pce-gd,full", "--lengths", "0,1", "--quiet")
+    assert result.returncode == 0
+    assert "nothing to train" in result.stdout
+    assert len(runs_of(cwd)[1]) == 4
+
+
+def test_report_prints_and_writes_the_table(smoke_sweep):
+    cwd, _ = smoke_sweep
+    result = rtrbench(cwd, "report")
+    assert result.returncode == 0, result.stderr
+    assert "pce-gd" in result.stdout and "full" in result.stdout
+    table = pd.read_csv(cwd / "reports" / "rtrbench-smoke" / "table.csv", index_col=0)
+    _, runs = runs_of(cwd)
+    for run in runs:  # the table holds exactly the runs' final val mIoU
+        value = table.loc[run.data.tags["method"], run.data.tags["length"]]
+        assert value == pytest.approx(run.data.metrics["val_miou"], abs=1e-4)
+    assert (cwd / "reports" / "rtrbench-smoke" / "table.md").read_text().count("|") > 10
+
+
+def test_a_failing_run_is_marked_failed_and_the_sweep_goes_on(tmp_path):
+    root = make_pascal_tree(tmp_path / "voc", n_train=8, n_val=2)
+    (root / "pascal_2012_scribble0" / "tr3.png").unlink()  # length 0 is broken, length 1 is fine
+    result = rtrbench(
+        tmp_path, "run", "--preset", "smoke", "--data", str(root), "--methods", "pce-gd", "--lengths", "0,1",
+        "--epochs", "1", "--crop-size", "32", "--experiment", "broken", "--quiet",
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "Traceback" not in result.stdout + result.stderr
+    assert f"{root / 'pascal_2012_scribble0' / 'tr3.png'}: file not found" in result.stdout
+    _, runs = runs_of(tmp_path, "broken")
+    status = {r.info.run_name: r.info.status for r in runs}
+    assert status == {"pce-gd/len0/seed0": "FAILED", "pce-gd/len1/seed0": "FINISHED"}
+    failed = next(r for r in runs if r.info.status == "FAILED")
+    assert failed.data.tags["error"].endswith("tr3.png: file not found")
+    assert failed.data.tags["dataset"] == "voc"
+
+
+def test_bad_option_is_one_line(tmp_path):
+    result = rtrbench(tmp_path, "run", "--methods", "pce-gd", "--lengths", "0.3", "--data", str(tmp_path / "missing"), "--quiet")
+    assert result.returncode == 1
+    assert f"{tmp_path / 'missing'}: data root not found" in result.stdout
+    result = rtrbench(tmp_path, "run", "--methods", "pce-gd", "--set", "train.lr=-1")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "train.lr" in result.stderr
