@@ -131,6 +131,8 @@ def report(
     from rtrbench.tracking import Tracking
 
     try:
+        if tracking_uri is None and not Path("mlflow.db").is_file():
+            raise ConfigError(f"{Path.cwd() / 'mlflow.db'}: no tracking store here (run `rtrbench run` first, or pass --tracking-uri)")
         name = experiment or latest_experiment(tracking_uri)
         tracking = Tracking(tracking_uri, name)
         table = miou_table(runs_frame(tracking))
@@ -178,6 +180,7 @@ def data_synth(
     from pydantic import ValidationError
 
     from rtrbench.datasets.synthetic_store import write_synthetic_atomic
+    from rtrbench.progress import ProgressView
 
     try:
         try:
@@ -188,7 +191,8 @@ def data_synth(
             if not force:
                 raise ConfigError(f"{out}: already exists (use --force to replace it)")
             shutil.rmtree(out)
-        write_synthetic_atomic(out, cfg)
+        with ProgressView(console) as progress:
+            write_synthetic_atomic(out, cfg, progress.counter(f"writing {out}"))
     except RtrbenchError as exc:
         _fail(exc)
     console.print(f"wrote {n_train} train + {n_val} val synthetic images to {out}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -41,6 +43,17 @@ class ProgressView:
     def run_done(self) -> None:
         if self._sweep is not None:
             self.progress.advance(self._sweep)
+
+    def counter(self, description: str) -> Callable[[int, int], None]:
+        """A `progress(done, total)` callback showing a bar, for work outside runs (data generation)."""
+        task = self.progress.add_task(description, total=None, info="")
+
+        def update(done: int, total: int) -> None:
+            self.progress.update(task, completed=done, total=total)
+            if done == total:
+                self.progress.remove_task(task)
+
+        return update
 
     def start_run(self, name: str, epochs: int, first_epoch: int = 0) -> None:
         self.end_run()

@@ -110,7 +110,7 @@ class Sweep:
     def _data_root(self, cfg: RunConfig) -> Path:
         if cfg.data.root is not None:
             return cfg.data.root
-        return ensure_synthetic(cfg.data.synth, self.runtime.data_dir, self.progress.console)
+        return ensure_synthetic(cfg.data.synth, self.runtime.data_dir, self.progress.counter("generating synthetic data"))
 
     def _run_one(self, cfg: RunConfig) -> Outcome:
         records = self.tracking.find(cfg.config_hash())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,8 @@ from rtrbench.errors import DataError
 IGNORE = 255
 
 
-def voc_palette() -> list[int]:
+@cache  # written into every label PNG; computing it is not free
+def voc_palette() -> tuple[int, ...]:
     """The PASCAL VOC colour map (bit-interleaved), 256 entries, flattened RGB; 255 is white-ish void."""
     idx = np.arange(256)
     rgb = np.zeros((256, 3), dtype=np.int64)
@@ -20,7 +22,7 @@ def voc_palette() -> list[int]:
         for ch in range(3):
             rgb[:, ch] |= ((idx >> (3 * shift + ch)) & 1) << (7 - shift)
     rgb[IGNORE] = (224, 224, 192)
-    return rgb.astype(np.uint8).ravel().tolist()
+    return tuple(rgb.astype(np.uint8).ravel().tolist())
 
 
 def write_label_png(path: Path, labels: np.ndarray) -> None:

@@ -25,9 +25,10 @@ from scipy import ndimage
 from skimage.draw import polygon as draw_polygon
 from skimage.morphology import skeletonize
 
+from rtrbench.config import SynthConfig
 from rtrbench.datasets.labelio import IGNORE, write_label_png
 from rtrbench.datasets.scribbles import Stroke, longest_path, rasterize_strokes, shorten_polyline, shorten_strokes, skeleton_path
-from rtrbench.config import SynthConfig
+from rtrbench.datasets.voc import scribble_dir
 from rtrbench.errors import ConfigError
 
 SHAPES = ("ellipse", "rectangle", "triangle", "ring", "cross", "star")
@@ -74,11 +75,6 @@ def class_names(classes: int) -> list[str]:
 
 def sample_id(split: str, index: int) -> str:
     return f"synth_{split}_{index:05d}"
-
-
-def scribble_dir(r: float) -> str:
-    """Folder of scribbles of length r in the PASCAL layout (r = 1 is the unsuffixed folder)."""
-    return "pascal_2012_scribble" if r == 1 else f"pascal_2012_scribble{r:g}"
 
 
 def stroke_geometry(size: int) -> tuple[int, float]:

@@ -6,21 +6,21 @@ import hashlib
 import json
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
-from rich.console import Console
 
 from rtrbench.config import SynthConfig
 from rtrbench.datasets.synth import write_synthetic
 from rtrbench.errors import DataError
 
 
-def write_synthetic_atomic(out: Path, cfg: SynthConfig) -> None:
+def write_synthetic_atomic(out: Path, cfg: SynthConfig, progress: Callable[[int, int], None] | None = None) -> None:
     """Write into a temporary sibling folder, then rename: a cut-off write never looks finished."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        write_synthetic(tmp, cfg)
+        write_synthetic(tmp, cfg, progress=progress)
         (tmp / "synth.json").write_text(json.dumps(cfg.model_dump(), sort_keys=True))
         tmp.rename(out)
     except BaseException:
@@ -28,16 +28,14 @@ def write_synthetic_atomic(out: Path, cfg: SynthConfig) -> None:
         raise
 
 
-def ensure_synthetic(cfg: SynthConfig, data_dir: Path, console: Console | None = None) -> Path:
+def ensure_synthetic(cfg: SynthConfig, data_dir: Path, progress: Callable[[int, int], None] | None = None) -> Path:
     """The folder holding the synthetic set of this spec, generated on first use."""
     digest = hashlib.sha256(json.dumps(cfg.model_dump(), sort_keys=True).encode()).hexdigest()[:8]
     out = data_dir / f"synth-{digest}"
     if out.is_dir():
         return out
-    if console:
-        console.print(f"generating the synthetic data set ({cfg.n_train} train + {cfg.n_val} val, {cfg.size} px) in {out}", soft_wrap=True)
     try:
-        write_synthetic_atomic(out, cfg)
+        write_synthetic_atomic(out, cfg, progress)
     except OSError as exc:
         raise DataError(f"{out}: cannot write the synthetic data set ({exc})") from None
     return out

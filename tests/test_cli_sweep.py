@@ -101,3 +101,9 @@ def test_bad_option_is_one_line(tmp_path):
     assert f"{tmp_path / 'missing'}: data root not found" in result.stdout
     result = rtrbench(tmp_path, "run", "--methods", "pce-gd", "--set", "train.lr=-1")
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "train.lr" in result.stderr
+
+
+def test_report_without_a_store_says_so(tmp_path):
+    result = rtrbench(tmp_path, "report")
+    assert result.returncode == 2 and "mlflow.db: no tracking store here" in result.stderr
+    assert not (tmp_path / "mlflow.db").exists()
