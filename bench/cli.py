@@ -63,6 +63,7 @@ def run(
     crop_size: Annotated[Optional[int], typer.Option(help="Override data.crop_size.")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Override train.lr (backbone; head ×10).")] = None,
     backbone_weights: Annotated[Optional[Path], typer.Option(help="torchvision ImageNet MobileNetV2 state dict (local file).")] = None,
+    init: Annotated[Optional[str], typer.Option(help="method: fine-tune regularized methods from their PCE-GD run; scratch: from the backbone.")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override any config key, e.g. --set train.eval_every=2.")] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
     tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow tracking URI; default: sqlite mlflow.db here.")] = None,
@@ -81,7 +82,7 @@ def run(
         overrides = dict(parse_set_option(item) for item in set_ or [])
         named = {
             "data.root": data, "train.epochs": epochs, "train.batch_size": batch_size, "data.crop_size": crop_size,
-            "train.lr": lr, "model.backbone_weights": backbone_weights,
+            "train.lr": lr, "model.backbone_weights": backbone_weights, "init": init,
         }  # fmt: skip
         overrides.update({k: str(v) if isinstance(v, Path) else v for k, v in named.items() if v is not None})
         if data is not None:

@@ -77,6 +77,9 @@ class RunConfig(_Strict):
     method: str
     length: float = Field(ge=0, le=1)
     seed: int = 0
+    # "method": fine-tune from the checkpoint of the method's `init_from` run (same length and
+    # seed), as Algorithm 1 does; "scratch": start from the backbone weights like PCE-GD.
+    init: Literal["method", "scratch"] = "method"
     data: DataConfig
     model: ModelConfig
     train: TrainConfig
@@ -145,7 +148,14 @@ def resolve_run_config(
                 raise ConfigError(f"preset [methods.{method}]: unknown section '{key}'")
             tree[key] = _deep_merge(tree[key], value)
     for dotted, value in (overrides or {}).items():
-        _set_dotted(tree, dotted, value)
+        # "methods.<name>.<key>" targets one method only (e.g. --set methods.grid-gd.params.nu=3)
+        scope, _, rest = dotted.partition(".")
+        if scope == "methods":
+            name, _, rest = rest.partition(".")
+            if name == method:
+                _set_dotted(tree, rest, value)
+        else:
+            _set_dotted(tree, dotted, value)
     try:
         return RunConfig.model_validate(tree)
     except ValidationError as exc:

@@ -52,32 +52,33 @@ class Outcome:
 
 
 def plan(spec: SweepSpec) -> list[RunConfig]:
-    """Resolved configs in execution order (dependencies first), method params validated."""
-    methods = _with_dependencies(spec.methods)
-    configs = []
+    """Resolved configs in execution order (dependencies first), method params validated.
+
+    A method that fine-tunes from another (`init_from`) pulls that method's run of the same
+    length and seed into the sweep, unless the config says `init = "scratch"`.
+    """
+    configs: list[RunConfig] = []
     for seed in spec.seeds:
         for length in spec.lengths:
-            for name in methods:
-                cfg = resolve_run_config(spec.preset, name, length, seed, spec.overrides)
-                configs.append(_validate_params(cfg))
+            for name in spec.methods:
+                _add_with_dependencies(configs, spec, name, length, seed, ())
     return configs
 
 
-def _with_dependencies(methods: tuple[str, ...]) -> list[str]:
-    ordered: list[str] = []
+def _add_with_dependencies(configs: list[RunConfig], spec: SweepSpec, name: str, length: float, seed: int, chain: tuple[str, ...]) -> None:
+    if name in chain:
+        raise ConfigError(f"method dependency cycle: {' -> '.join(chain + (name,))}")
+    cfg = _validate_params(resolve_run_config(spec.preset, name, length, seed, spec.overrides))
+    dep = dependency_of(cfg)
+    if dep:
+        _add_with_dependencies(configs, spec, dep, length, seed, chain + (name,))
+    if all(c.config_hash() != cfg.config_hash() for c in configs):
+        configs.append(cfg)
 
-    def visit(name: str, chain: tuple[str, ...]) -> None:
-        if name in chain:
-            raise ConfigError(f"method dependency cycle: {' -> '.join(chain + (name,))}")
-        dep = get_method(name).init_from
-        if dep:
-            visit(dep, chain + (name,))
-        if name not in ordered:
-            ordered.append(name)
 
-    for name in methods:
-        visit(name, ())
-    return ordered
+def dependency_of(cfg: RunConfig) -> str | None:
+    """The method whose checkpoint this run starts from, if any."""
+    return None if cfg.init == "scratch" else get_method(cfg.method).init_from
 
 
 def _validate_params(cfg: RunConfig) -> RunConfig:
@@ -152,7 +153,7 @@ class Sweep:
 
     def _init_from(self, cfg: RunConfig) -> tuple[Path | None, dict[str, str]]:
         """The checkpoint of the dependency run (same length and seed), when the method has one."""
-        dep = get_method(cfg.method).init_from
+        dep = dependency_of(cfg)
         if dep is None:
             return None, {}
         dep_cfg = self._dependency_config(cfg, dep)

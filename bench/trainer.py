@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 from rtrbench.checkpoint import load_checkpoint, save_checkpoint
 from rtrbench.config import RunConfig
 from rtrbench.datasets.transforms import JointTransform
-from rtrbench.datasets.voc import ScribbleDataset, collate
+from rtrbench.datasets.voc import ScribbleDataset, collate, read_class_names
 from rtrbench.errors import ConfigError, NonFiniteLossError
 from rtrbench.evaluate import EvalResult, evaluate, predict
 from rtrbench.methods.base import Batch, Method, MethodContext
@@ -68,20 +68,20 @@ class Trainer:
         cfg, data = ctx.cfg, ctx.cfg.data
         torch.use_deterministic_algorithms(cfg.train.deterministic, warn_only=True)
         torch.manual_seed(cfg.seed)
-        transform = JointTransform(data.crop_size, data.scale_min, data.scale_max, data.flip)
-        self.train_set = ScribbleDataset(ctx.data_root, "train", cfg.length, transform, seed=cfg.seed)
-        self.val_set = ScribbleDataset(ctx.data_root, "val")
-        self.class_names = self.train_set.class_names
+        self.class_names = read_class_names(ctx.data_root)
         k = len(self.class_names)
+        self.method = ctx.method(
+            ctx.method.Params.model_validate(cfg.params), MethodContext(k, self.class_names, ctx.device, ctx.run_dir)
+        )
+        transform = JointTransform(data.crop_size, data.scale_min, data.scale_max, data.flip)
+        self.train_set = ScribbleDataset(ctx.data_root, "train", cfg.length, transform, self.method.extra_maps(), cfg.seed)
+        self.val_set = ScribbleDataset(ctx.data_root, "val")
         self.model = DeepLabV3Plus(k, cfg.model.width_mult, cfg.model.decoder_channels, cfg.model.output_stride)
         if cfg.model.backbone_weights is not None:
             load_backbone_weights(self.model, cfg.model.backbone_weights)
         if ctx.init_checkpoint is not None:
             self.model.load_state_dict(load_checkpoint(ctx.init_checkpoint)["model"])
         self.model.to(ctx.device)
-        self.method = ctx.method(
-            ctx.method.Params.model_validate(cfg.params), MethodContext(k, self.class_names, ctx.device, ctx.run_dir)
-        )
         t = cfg.train
         self.optimizer = torch.optim.SGD(
             [
@@ -124,6 +124,12 @@ class Trainer:
 
     # -- loop ------------------------------------------------------------------------------
     def run(self) -> EvalResult:
+        try:
+            return self._run()
+        finally:
+            self.method.close()
+
+    def _run(self) -> EvalResult:
         cfg, ctx = self.ctx.cfg, self.ctx
         ctx.progress.start_run(cfg.run_name, cfg.train.epochs, self.start_epoch)
         result = None
@@ -144,7 +150,7 @@ class Trainer:
         started = time.perf_counter()
         torch.manual_seed(_epoch_seed(ctx.cfg.seed, epoch))  # dropout etc.: resumable per epoch
         self.model.train()
-        hook_metrics = self.method.on_epoch_start(epoch, self.model)
+        hook_metrics = self.method.on_epoch_start(epoch, self.model, self.train_set)
         self.train_set.set_epoch(epoch)
         loader = DataLoader(
             self.train_set,

@@ -1,6 +1,28 @@
-"""Training methods (losses and their solvers)."""
+"""Training methods (losses) and the solvers they use."""
 
+from rtrbench.methods.alpha_expansion import alpha_expansion
 from rtrbench.methods.base import Batch, Method, MethodContext, NoParams
-from rtrbench.methods.pce import FullSupervision, PCEGD, partial_cross_entropy
+from rtrbench.methods.bilateral import bilateral_filter
+from rtrbench.methods.dense_crf_loss import dense_crf_loss
+from rtrbench.methods.grid_loss import grid_potts_loss
+from rtrbench.methods.pce import PCEGD, FullSupervision, partial_cross_entropy
+from rtrbench.methods.potts import contrast_weights, contrast_weights_torch, potts_energy
+from rtrbench.methods.robust_loss import robust_cross_entropy
 
-__all__ = ["Batch", "FullSupervision", "Method", "MethodContext", "NoParams", "PCEGD", "partial_cross_entropy"]
+__all__ = [
+    "PCEGD",
+    "Batch",
+    "FullSupervision",
+    "Method",
+    "MethodContext",
+    "NoParams",
+    "alpha_expansion",
+    "bilateral_filter",
+    "contrast_weights",
+    "contrast_weights_torch",
+    "dense_crf_loss",
+    "grid_potts_loss",
+    "partial_cross_entropy",
+    "potts_energy",
+    "robust_cross_entropy",
+]

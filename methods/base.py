@@ -6,12 +6,16 @@ read files or talk to MLflow.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    from rtrbench.datasets.voc import MapSource, ScribbleDataset
 
 
 class NoParams(BaseModel):
@@ -58,6 +62,15 @@ class Method:
         """Named scalar loss terms (already weighted); the trainer minimises their sum."""
         raise NotImplementedError
 
-    def on_epoch_start(self, epoch: int, model: torch.nn.Module) -> dict[str, float]:
-        """Hook for methods with an outer loop (e.g. trust-region proposals); returns metrics to log."""
+    def extra_maps(self) -> Mapping[str, MapSource]:
+        """Per-image label maps the loader should add to each batch (in `Batch.extra`), e.g.
+        stored proposals; they go through the same random crop/flip as the image."""
+        return {}
+
+    def close(self) -> None:
+        """Release what the method holds (worker pools); called when its run ends, however it ends."""
+
+    def on_epoch_start(self, epoch: int, model: torch.nn.Module, train_set: ScribbleDataset) -> dict[str, float]:
+        """Hook for methods with an outer loop (e.g. trust-region proposals over the un-augmented
+        training set, `train_set.load(i)`); returns metrics to log at this epoch."""
         return {}

@@ -107,3 +107,47 @@ def test_report_without_a_store_says_so(tmp_path):
     result = rtrbench(tmp_path, "report")
     assert result.returncode == 2 and "mlflow.db: no tracking store here" in result.stderr
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_regularized_methods_fine_tune_from_the_pce_run(tmp_path):
+    result = rtrbench(tmp_path, "run", "--preset", "smoke", "--methods", "grid-gd,dense-gd", "--lengths", "0.3", "--quiet")
+    assert result.returncode == 0, result.stdout + result.stderr
+    client, runs = runs_of(tmp_path)
+    by_name = {r.info.run_name: r for r in runs}
+    assert set(by_name) == {"pce-gd/len0.3/seed0", "grid-gd/len0.3/seed0", "dense-gd/len0.3/seed0"}
+    assert all(r.info.status == "FINISHED" for r in runs)
+    pce_id = by_name["pce-gd/len0.3/seed0"].info.run_id
+    for name in ("grid-gd/len0.3/seed0", "dense-gd/len0.3/seed0"):
+        run = by_name[name]
+        assert run.data.tags["init_run_id"] == pce_id
+        history = client.get_metric_history(run.info.run_id, "train_reg_loss")
+        assert [m.step for m in history] == list(range(1, int(run.data.params["train.epochs"]) + 1))
+    # a second sweep reuses the finished PCE run instead of retraining it
+    again = rtrbench(tmp_path, "run", "--preset", "smoke", "--methods", "grid-gd", "--lengths", "0.3", "--quiet")
+    assert again.returncode == 0 and "nothing to train" in again.stdout
+
+
+def test_init_scratch_needs_no_pce_run(tmp_path):
+    result = rtrbench(tmp_path, "run", "--preset", "smoke", "--methods", "grid-gd", "--lengths", "1", "--init", "scratch", "--epochs", "1", "--quiet")
+    assert result.returncode == 0, result.stdout + result.stderr
+    _, runs = runs_of(tmp_path)
+    assert [r.info.run_name for r in runs] == ["grid-gd/len1/seed0"]
+    assert "init_run_id" not in runs[0].data.tags and runs[0].data.params["init"] == "scratch"
+
+
+def test_grid_tr_logs_stage_a(tmp_path):
+    result = rtrbench(tmp_path, "run", "--preset", "smoke", "--methods", "pce-gd,grid-tr", "--lengths", "0,1", "--quiet")
+    assert result.returncode == 0, result.stdout + result.stderr
+    client, runs = runs_of(tmp_path)
+    tr_runs = [r for r in runs if r.data.tags["method"] == "grid-tr"]
+    assert len(tr_runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
+    for run in tr_runs:
+        history = {k: client.get_metric_history(run.info.run_id, k) for k in (
+            "stageA_energy_init", "stageA_energy", "stageA_changed_frac", "stageA_seconds",
+            "stageA_seed_violations", "stageA_proposal_miou")}  # fmt: skip
+        assert all(history.values()), {k: len(v) for k, v in history.items()}
+        assert all(m.value == 0 for m in history["stageA_seed_violations"])
+        for before, after in zip(history["stageA_energy_init"], history["stageA_energy"]):
+            assert after.step == before.step and after.value <= before.value + 1e-6
+        assert 0 <= history["stageA_proposal_miou"][0].value <= 1
+        assert client.get_metric_history(run.info.run_id, "train_robust_ce_loss")

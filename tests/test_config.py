@@ -24,6 +24,9 @@ def test_resolution_order_preset_method_length_cli():
     assert resolve_run_config(PRESET, "pce-gd", 0.5, 0).train.lr == 0.02
     assert resolve_run_config(PRESET, "pce-gd", 0.3, 0).train.lr == 0.03
     assert resolve_run_config(PRESET, "pce-gd", 0.3, 0, {"train.lr": 0.5}).train.lr == 0.5
+    scoped = {"methods.pce-gd.train.lr": 0.7}
+    assert resolve_run_config(PRESET, "pce-gd", 0.5, 0, scoped).train.lr == 0.7
+    assert resolve_run_config(PRESET, "full", 0.5, 0, scoped).train.lr == 0.01
     cfg = resolve_run_config(PRESET, "pce-gd", 1.0, 0)
     assert cfg.params == {"x": 1} and cfg.data.synth.n_train == 10 and cfg.data.synth.n_val == 60
 

@@ -1,0 +1,152 @@
+"""Grid-TR (Algorithm 1): robust trust region with α-expansion proposals (stage A) and the
+robust cross-entropy against them (stage B); stage A runs every M epochs (amortisation)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from collections import deque
+from collections.abc import Iterator, Mapping
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from rtrbench.datasets.labelio import IGNORE, read_label_png, write_label_png
+from rtrbench.errors import ConfigError
+from rtrbench.methods.base import Batch, Method, MethodContext
+from rtrbench.methods.robust_loss import robust_cross_entropy
+from rtrbench.methods.stage_a import StageAProblem, StageAResult, solve
+from rtrbench.metrics import ConfusionAccumulator
+
+PROB_BATCH = 16  # un-augmented images per forward pass in stage A
+
+
+class GridTRParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    eps: float = Field(0.5, ge=0, lt=1)  # robustness ε of eq. 24; needs ε < (K−1)/K
+    lam: float = Field(1.0, gt=0)  # λ: weight of the unary −log q in stage A
+    nu: float = Field(10.0, ge=0)  # ν: weight of the 8-grid Potts term in stage A
+    every: int = Field(5, ge=1)  # M: stage A once every M epochs
+    max_sweeps: int = Field(5, ge=0)  # α-expansion sweeps over the labels
+
+
+class GridTR(Method):
+    name = "grid-tr"
+    description = "robust trust region: alpha-expansion proposals on the 8-grid + robust cross-entropy (Alg. 1)"
+    Params = GridTRParams
+    init_from = "pce-gd"
+
+    def __init__(self, params: GridTRParams, ctx: MethodContext) -> None:
+        super().__init__(params, ctx)
+        k = ctx.num_classes
+        if params.eps >= (k - 1) / k:
+            raise ConfigError(f"grid-tr: eps {params.eps} must be < (K-1)/K = {(k - 1) / k:.4f} for K = {k} classes")
+        self.proposal_dir = ctx.run_dir / "proposals"
+        self._executor: Executor | None = None
+
+    # -- stage B -----------------------------------------------------------------------------
+    def extra_maps(self) -> Mapping[str, object]:
+        return {"proposal": self._read_proposal}
+
+    def _read_proposal(self, image_id: str) -> np.ndarray | None:
+        path = self.proposal_dir / f"{image_id}.png"
+        return read_label_png(path) if path.is_file() else None
+
+    def loss(self, logits: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
+        seeds = batch.scribbles.masked_fill(~batch.roi, IGNORE)
+        proposal = batch.extra["proposal"].masked_fill(~batch.roi, IGNORE)
+        return {"robust_ce": robust_cross_entropy(logits, proposal, seeds, self.params.eps)}
+
+    # -- stage A -----------------------------------------------------------------------------
+    def on_epoch_start(self, epoch: int, model: torch.nn.Module, train_set) -> dict[str, float]:
+        due = (epoch - 1) % self.params.every == 0
+        if not due and all((self.proposal_dir / f"{i}.png").is_file() for i in train_set.ids):
+            return {}  # stored proposals serve until the next pass (also after a resume)
+        return self.stage_a(model, train_set, self._pool())
+
+    def stage_a(self, model: torch.nn.Module, train_set, executor: Executor | None) -> dict[str, float]:
+        """One pass over the training set; proposals written to the run folder; metrics returned."""
+        started = time.perf_counter()
+        self.proposal_dir.mkdir(parents=True, exist_ok=True)
+        k = self.ctx.num_classes
+        conf = ConfusionAccumulator(k)
+        totals = {"energy_init": 0.0, "energy": 0.0, "changed": 0, "pixels": 0, "violations": 0}
+        gts: dict[str, np.ndarray] = {}
+        for result in _solve_all(self._problems(model, train_set, gts), executor):
+            write_label_png(self.proposal_dir / f"{result.image_id}.png", result.labels)
+            conf.update(gts.pop(result.image_id), result.labels)
+            totals["energy_init"] += result.energy_init
+            totals["energy"] += result.energy
+            totals["changed"] += result.changed
+            totals["pixels"] += result.labels.size
+            totals["violations"] += result.seed_violations
+        return {
+            "stageA_energy_init": totals["energy_init"],
+            "stageA_energy": totals["energy"],
+            "stageA_changed_frac": totals["changed"] / max(1, totals["pixels"]),
+            "stageA_seconds": time.perf_counter() - started,
+            "stageA_seed_violations": float(totals["violations"]),
+            "stageA_proposal_miou": conf.mean_iou(),
+        }
+
+    def _problems(self, model: torch.nn.Module, train_set, gts: dict[str, np.ndarray]) -> Iterator[StageAProblem]:
+        """Stage-A problems in order; −log q from the network in eval mode, batched by image size."""
+        p = self.params
+        was_training = model.training
+        model.eval()
+        try:
+            for start in range(0, len(train_set), PROB_BATCH):
+                samples = [train_set.load(i) for i in range(start, min(start + PROB_BATCH, len(train_set)))]
+                for sample, neg_log_q in zip(samples, self._neg_log_q(model, samples)):
+                    gts[sample.image_id] = sample.maps["gt"]
+                    previous = sample.maps.get("proposal")
+                    has_previous = previous is not None and (previous != IGNORE).all()
+                    yield StageAProblem(
+                        sample.image_id, sample.image, p.lam * neg_log_q, sample.maps["scribbles"],
+                        previous if has_previous else None, p.nu, p.max_sweeps,
+                    )  # fmt: skip
+        finally:
+            model.train(was_training)
+
+    @torch.no_grad()
+    def _neg_log_q(self, model: torch.nn.Module, samples) -> list[np.ndarray]:
+        out: list[np.ndarray | None] = [None] * len(samples)
+        by_size: dict[tuple[int, int], list[int]] = {}
+        for i, s in enumerate(samples):
+            by_size.setdefault(s.image.shape[:2], []).append(i)
+        for indices in by_size.values():
+            images = torch.from_numpy(np.stack([samples[i].image for i in indices])).permute(0, 3, 1, 2).float()
+            log_q = torch.log_softmax(model(images.to(self.ctx.device)), 1)
+            for i, lq in zip(indices, (-log_q).permute(0, 2, 3, 1).float().cpu().numpy()):
+                out[i] = lq
+        return out
+
+    def _pool(self) -> Executor | None:
+        workers = os.cpu_count() or 1
+        if workers > 1 and self._executor is None:
+            # spawn: forking a process that runs torch threads can deadlock the children
+            self._executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        return self._executor
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(cancel_futures=True)
+            self._executor = None
+
+
+def _solve_all(problems: Iterator[StageAProblem], executor: Executor | None) -> Iterator[StageAResult]:
+    """Solve in order; with an executor, keep a bounded number of problems in flight."""
+    if executor is None:
+        yield from map(solve, problems)
+        return
+    pending: deque[Future] = deque()
+    limit = 4 * (getattr(executor, "_max_workers", 1) or 1)
+    for problem in problems:
+        pending.append(executor.submit(solve, problem))
+        if len(pending) >= limit:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
