@@ -11,6 +11,8 @@ descheduled threads; compare the 1-thread rows there.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -36,7 +38,8 @@ def natural_image(h: int, w: int, seed: int = 0) -> np.ndarray:
 
 
 def backends():
-    return [pytest.param(("torch", t), id=f"torch-{t}") for t in THREADS] + [pytest.param(("pydensecrf", "1thread"), id="pydensecrf")]
+    torch_rows = [pytest.param(("torch", t), id=f"torch-{t}") for t in THREADS]
+    return torch_rows + [pytest.param(("pydensecrf", "1thread"), id="pydensecrf")]
 
 
 @pytest.mark.parametrize("sigma_xy", [50.0, 100.0])
@@ -47,6 +50,7 @@ def test_bilateral_256_k21(benchmark, backend, sigma_xy):
     image = natural_image(256, 256)
     values = np.random.default_rng(0).dirichlet(np.ones(21), 256 * 256).T.reshape(21, 256, 256).astype(np.float32)
     image_t, values_t = torch.from_numpy(image), torch.from_numpy(values)
+    benchmark.extra_info["loadavg_1min"] = os.getloadavg()[0]  # other processes skew timings
     old = torch.get_num_threads()
     torch.set_num_threads(THREADS[nthreads])
     try:
@@ -78,6 +82,7 @@ def test_dense_loss_forward_backward_batch4(benchmark, backend, size):
     name, nthreads = backend
     benchmark.group = f"dense CRF loss fwd+bwd batch 4 x {size}x{size} K=21 (scale 0.5)"
     images, logits, roi = loss_inputs(4, size)
+    benchmark.extra_info["loadavg_1min"] = os.getloadavg()[0]
     old = torch.get_num_threads()
     torch.set_num_threads(THREADS[nthreads])
     try:

@@ -89,12 +89,18 @@ class DenseCRFLoss(torch.nn.Module):
     """Module form of :func:`dense_crf_loss` (the reference's ``DenseCRFLoss(weight, sigma_rgb,
     sigma_xy, scale_factor)``); ``forward(images, probs, roi)``."""
 
-    def __init__(self, weight: float = 2e-9, sigma_rgb: float = 15.0, sigma_xy: float = 100.0, scale: float = 0.5, backend: str = "torch"):
+    def __init__(
+        self, weight: float = 2e-9, sigma_rgb: float = 15.0, sigma_xy: float = 100.0, scale: float = 0.5, backend: str = "torch"
+    ):
         super().__init__()
-        self.weight, self.sigma_rgb, self.sigma_xy, self.scale, self.backend = weight, sigma_rgb, sigma_xy, scale, backend
+        self.weight, self.sigma_rgb, self.sigma_xy = weight, sigma_rgb, sigma_xy
+        self.scale, self.backend = scale, backend
 
     def forward(self, images: torch.Tensor, probs: torch.Tensor, roi: torch.Tensor) -> torch.Tensor:
         return dense_crf_loss(images, probs, roi, self.weight, self.sigma_rgb, self.sigma_xy, self.scale, self.backend)
 
     def extra_repr(self) -> str:
-        return f"weight={self.weight}, sigma_rgb={self.sigma_rgb}, sigma_xy={self.sigma_xy}, scale={self.scale}, backend={self.backend!r}"
+        return (
+            f"weight={self.weight}, sigma_rgb={self.sigma_rgb}, sigma_xy={self.sigma_xy}, "
+            f"scale={self.scale}, backend={self.backend!r}"
+        )
