@@ -28,6 +28,7 @@ H, W = 12, 14
 BACKENDS = ["torch", "pydensecrf"]
 SIGMAS = [(15.0, 5.0), (15.0, 50.0), (5.0, 3.0), (30.0, 10.0), (15.0, 1.5)]  # (sigma_rgb, sigma_xy)
 
+
 @pytest.fixture(autouse=True)
 def one_thread():
     """Tiny tensors: intra-op threads only add overhead here, and on a busy 2-core machine every
@@ -37,7 +38,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
 
 
 def make_images(h: int = H, w: int = W) -> dict[str, np.ndarray]:

@@ -20,6 +20,7 @@ from tests.test_bilateral import brute_force, make_images
 H, W, K = 16, 20, 3  # H*W/4 divisible by 4: no pydensecrf padding points after downscaling
 IMAGES = make_images(H, W)
 
+
 @pytest.fixture(autouse=True)
 def one_thread():
     """Tiny tensors: intra-op threads only add overhead here, and on a busy 2-core machine every
@@ -31,10 +32,9 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-
 def batch(kind: str = "edge", n: int = 2, seed: int = 0, dtype=torch.float64):
     gen = torch.Generator().manual_seed(seed)
-    images = torch.stack([torch.tensor(IMAGES[k], dtype=dtype).permute(2, 0, 1) for k in ([kind] * n)])
+    images = torch.tensor(IMAGES[kind], dtype=dtype).permute(2, 0, 1).repeat(n, 1, 1, 1)
     logits = torch.randn(n, K, H, W, generator=gen, dtype=dtype) * 2
     roi = torch.rand(n, H, W, generator=gen) > 0.2
     return images, logits, roi
