@@ -15,21 +15,10 @@ import torch.nn.functional as F
 
 from rtrbench.methods.bilateral import build_lattice
 from rtrbench.methods.dense_crf_loss import DenseCRFLoss, dense_crf_loss
-from tests.test_bilateral import brute_force, make_images
+from tests.test_bilateral import brute_force, make_images, one_thread  # noqa: F401  (autouse fixture)
 
 H, W, K = 16, 20, 3  # H*W/4 divisible by 4: no pydensecrf padding points after downscaling
 IMAGES = make_images(H, W)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: intra-op threads only add overhead here, and on a busy 2-core machine every
-    OpenMP/MKL parallel region (sparse mm, searchsorted spawn them even for tiny inputs) waits
-    for a descheduled thread, which made this file 5-10x slower. Restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def batch(kind: str = "edge", n: int = 2, seed: int = 0, dtype=torch.float64):
