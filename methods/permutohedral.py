@@ -54,9 +54,11 @@ def _constants(d: int) -> dict[str, torch.Tensor]:
 
 
 def _csr(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    if col.numel() < 2**31:  # 32-bit indices: what MKL/cuSPARSE use (no conversion per product)
+        crow, col = crow.int(), col.int()
     if not col.is_cpu:  # cuSPARSE assumes sorted columns within a row (MKL's CSR @ dense does not)
-        row = torch.repeat_interleave(torch.arange(size[0], device=col.device), crow.diff(), output_size=col.numel())
-        order = torch.argsort(row * size[1] + col)
+        row = torch.repeat_interleave(torch.arange(size[0], device=col.device), crow.diff().long(), output_size=col.numel())
+        order = torch.argsort(row * size[1] + col.long())
         col, values = col[order], values[order]
     with warnings.catch_warnings():  # CSR is "beta" in torch; construction and CSR @ dense are stable
         warnings.simplefilter("ignore", UserWarning)
@@ -66,12 +68,9 @@ def _csr(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, size: tupl
 def _group(keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Sort int64 ``keys``: (sorted unique keys, group id per key, order, CSR row pointer of groups)."""
     sorted_keys, order = torch.sort(keys, stable=True)  # stable: deterministic CSR column order
-    first = torch.ones_like(sorted_keys, dtype=torch.bool)
-    first[1:] = sorted_keys[1:] != sorted_keys[:-1]
-    group_sorted = torch.cumsum(first, 0) - 1
+    unique, group_sorted, counts = torch.unique_consecutive(sorted_keys, return_inverse=True, return_counts=True)
     group = torch.empty_like(group_sorted).scatter_(0, order, group_sorted)
-    crow = torch.cat([first.nonzero().view(-1), order.new_full((1,), keys.numel())])
-    return sorted_keys[first], group, order, crow
+    return unique, group, order, torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)])
 
 
 @dataclass
@@ -167,11 +166,11 @@ class PermutohedralLattice:
         s = rep.numel()
 
         # Level 2: the d+1 vertex keys of each simplex. Vertex r has coordinates
-        # rem0_i + r - (d+1)[rank_i >= d+1-r], so packed_r = P0 + r R - (d+1) * (sum of radix_i
-        # over the i with d+1-rank_i <= r): a cumulative sum over ranks.
-        # Coordinate i (i < d) enters that sum from r = d+1-rank_i on: scatter radix_i to row
-        # d+1-rank_i (ranks are distinct, so no collisions), then a cumulative sum over rows.
-        flat = (d + 1 - rank[:d].index_select(1, rep)) * s + torch.arange(s, device=dev)
+        # rem0_i + r - (d+1)[rank_i >= d+1-r], so packed_r = P0 + r R - (d+1) crossed_r with
+        # crossed_r = sum of radix_i over the i < d with d+1-rank_i <= r: scatter radix_i to row
+        # d+1-rank_i (ranks are distinct: no collisions), then a cumulative sum over rows.
+        rank_rep = torch.take(rank, rep + n * torch.arange(d, device=dev).view(-1, 1))  # d×S
+        flat = (d + 1 - rank_rep) * s + torch.arange(s, device=dev)
         steps = torch.zeros((d + 2) * s, dtype=torch.long, device=dev)
         steps.scatter_(0, flat.view(-1), radix.repeat_interleave(s))
         crossed = torch.cumsum(steps.view(d + 2, s)[: d + 1], 0)
@@ -187,11 +186,19 @@ class PermutohedralLattice:
         corner_s, corner_r = corner_order % s, torch.div(corner_order, s, rounding_mode="floor")
         length = counts[corner_s]  # points behind each sorted corner
         ends = torch.cumsum(length, 0)
-        # Entry e of corner c: col = simplex_crow[s_c] + (e - first entry of c); weight row r_c.
-        shifts = torch.stack([simplex_crow[corner_s] - ends + length, corner_r * n], 1)
-        shifts = torch.repeat_interleave(shifts, length, dim=0, output_size=n * (d + 1))
-        col = torch.arange(n * (d + 1), device=dev) + shifts[:, 0]
-        weight = torch.take(weights.index_select(1, point_order), col + shifts[:, 1])
+        # Entry e of corner c: col = e + shift_c with shift_c = simplex_crow[s_c] - (first entry
+        # of c); its weight is entry col of row r_c. Per-entry shifts = cumsum of their jumps at
+        # the corners' first entries (cheaper than repeat_interleave).
+        first = ends - length
+        shift = simplex_crow[corner_s] - first
+        shifts = torch.stack([shift, shift + corner_r * n])  # 2×(d+1)S: column, weight index
+        jumps = torch.zeros(2, n * (d + 1), dtype=torch.long, device=dev)
+        jumps.index_copy_(1, first, shifts - torch.nn.functional.pad(shifts[:, :-1], (1, 0)))
+        index = torch.cumsum(jumps.view(-1), 0).view(2, -1)  # 1-D cumsum: faster than along dim 1
+        index[1] -= index[0, -1]  # row 1 started from row 0's total
+        index += torch.arange(n * (d + 1), device=dev)
+        col = index[0]
+        weight = torch.take(weights.index_select(1, point_order), index[1])
         splat = _csr(torch.cat([ends.new_zeros(1), ends])[vertex_crow], col, weight, (m, n))
         point_vertex = corner_vertex.view(d + 1, s).T.contiguous().index_select(0, simplex)  # N×(d+1)
         slice_ = _csr(
@@ -220,7 +227,8 @@ class PermutohedralLattice:
         splat, slice_ = self.splat, self.slice
         if splat.dtype != values.dtype:
             splat, slice_ = splat.to(values.dtype), slice_.to(values.dtype)
-        splat = splat @ values.index_select(0, self.point_order)
+        # contiguous first: gathering rows of a transposed view is ~3x slower than copy + gather
+        splat = splat @ values.contiguous().index_select(0, self.point_order)
         if symmetric:
             lat = self._blur(splat, reverse=False).add_(self._blur(splat, reverse=True)).mul_(0.5)
         else:
