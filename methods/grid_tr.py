@@ -143,7 +143,7 @@ def _solve_all(problems: Iterator[StageAProblem], executor: Executor | None) -> 
         yield from map(solve, problems)
         return
     pending: deque[Future] = deque()
-    limit = 4 * (getattr(executor, "_max_workers", 1) or 1)
+    limit = 4 * (os.cpu_count() or 1)  # enough to keep the pool (one worker per core) busy
     for problem in problems:
         pending.append(executor.submit(solve, problem))
         if len(pending) >= limit:
