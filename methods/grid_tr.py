@@ -72,10 +72,10 @@ class GridTR(Method):
         started = time.perf_counter()
         self.proposal_dir.mkdir(parents=True, exist_ok=True)
         k = self.ctx.num_classes
-        conf = ConfusionAccumulator(k)
+        conf, network_conf = ConfusionAccumulator(k), ConfusionAccumulator(k)
         totals = {"energy_init": 0.0, "energy": 0.0, "changed": 0, "pixels": 0, "violations": 0}
         gts: dict[str, np.ndarray] = {}
-        for result in _solve_all(self._problems(model, train_set, gts), executor):
+        for result in _solve_all(self._problems(model, train_set, gts, network_conf), executor):
             write_label_png(self.proposal_dir / f"{result.image_id}.png", result.labels)
             conf.update(gts.pop(result.image_id), result.labels)
             totals["energy_init"] += result.energy_init
@@ -90,10 +90,15 @@ class GridTR(Method):
             "stageA_seconds": time.perf_counter() - started,
             "stageA_seed_violations": float(totals["violations"]),
             "stageA_proposal_miou": conf.mean_iou(),
+            # the network's own argmax on the same images: the baseline stage A must beat
+            "stageA_network_miou": network_conf.mean_iou(),
         }
 
-    def _problems(self, model: torch.nn.Module, train_set, gts: dict[str, np.ndarray]) -> Iterator[StageAProblem]:
-        """Stage-A problems in order; −log q from the network in eval mode, batched by image size."""
+    def _problems(
+        self, model: torch.nn.Module, train_set, gts: dict[str, np.ndarray], network_conf: ConfusionAccumulator
+    ) -> Iterator[StageAProblem]:
+        """Stage-A problems in order; −log q from the network in eval mode, batched by image size.
+        The network's argmax is scored against the GT on the way (`network_conf`)."""
         p = self.params
         was_training = model.training
         model.eval()
@@ -102,6 +107,7 @@ class GridTR(Method):
                 samples = [train_set.load(i) for i in range(start, min(start + PROB_BATCH, len(train_set)))]
                 for sample, neg_log_q in zip(samples, self._neg_log_q(model, samples)):
                     gts[sample.image_id] = sample.maps["gt"]
+                    network_conf.update(sample.maps["gt"], neg_log_q.argmin(-1))
                     previous = sample.maps.get("proposal")
                     has_previous = previous is not None and (previous != IGNORE).all()
                     yield StageAProblem(

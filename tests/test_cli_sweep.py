@@ -144,10 +144,11 @@ def test_grid_tr_logs_stage_a(tmp_path):
     for run in tr_runs:
         history = {k: client.get_metric_history(run.info.run_id, k) for k in (
             "stageA_energy_init", "stageA_energy", "stageA_changed_frac", "stageA_seconds",
-            "stageA_seed_violations", "stageA_proposal_miou")}  # fmt: skip
+            "stageA_seed_violations", "stageA_proposal_miou", "stageA_network_miou")}  # fmt: skip
         assert all(history.values()), {k: len(v) for k, v in history.items()}
         assert all(m.value == 0 for m in history["stageA_seed_violations"])
         for before, after in zip(history["stageA_energy_init"], history["stageA_energy"]):
             assert after.step == before.step and after.value <= before.value + 1e-6
         assert 0 <= history["stageA_proposal_miou"][0].value <= 1
+        assert 0 <= history["stageA_network_miou"][0].value <= 1
         assert client.get_metric_history(run.info.run_id, "train_robust_ce_loss")
