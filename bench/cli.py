@@ -89,13 +89,15 @@ def run(
             overrides.setdefault("data.name", data.resolve().name)
             overrides["data.root"] = str(data.resolve())
         preset_obj = load_preset(preset)
-        spec = SweepSpec(preset_obj, _methods(methods), _lengths(lengths), _split_list(seeds, "--seeds", int), overrides)
+        spec = SweepSpec(
+            preset_obj, _methods(methods), _lengths(lengths), _split_list(seeds, "--seeds", int), overrides, preset
+        )
         configs = plan(spec)
         tracking = Tracking(tracking_uri, experiment or f"rtrbench-{Path(preset).stem}")
         runtime = SweepRuntime(device, runs_dir, data_dir, rerun)
         with ProgressView(console, enabled=not quiet) as progress:
             console.print(f"sweep: {len(configs)} runs, experiment '{tracking.experiment}' at {tracking.uri}")
-            outcomes = Sweep(tracking, runtime, progress).run(configs)
+            outcomes = Sweep(tracking, runtime, progress).run(configs, spec.describe())
     except RtrbenchError as exc:
         _fail(exc)
     _print_summary(outcomes)

@@ -25,6 +25,7 @@ class ProgressView:
             transient=False,
         )
         self._sweep = self._epochs = self._iters = None
+        self._sweep_total = 0
 
     def __enter__(self) -> ProgressView:
         self.progress.start()
@@ -38,10 +39,16 @@ class ProgressView:
         return self.progress.console
 
     def start_sweep(self, total: int) -> None:
+        self._sweep_total = total
         self._sweep = self.progress.add_task("sweep", total=total, info="")
 
-    def run_done(self) -> None:
-        if self._sweep is not None:
+    def run_done(self, skipped: bool = False) -> None:
+        if self._sweep is None:
+            return
+        if skipped:  # nothing was trained: shrink the total instead, so the ETA stays honest
+            self._sweep_total -= 1
+            self.progress.update(self._sweep, total=self._sweep_total)
+        else:
             self.progress.advance(self._sweep)
 
     def counter(self, description: str) -> Callable[[int, int], None]:

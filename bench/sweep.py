@@ -3,7 +3,8 @@
 Runs are ordered so that a method's `init_from` dependency (same length and seed) runs
 first. A finished run with the same config hash is skipped; an interrupted one resumes
 from its last checkpoint into the same MLflow run. A failing run is marked FAILED with
-its one-line error and the sweep goes on.
+its one-line error and the sweep goes on. The runs a sweep trains are grouped under one
+parent MLflow run.
 """
 
 from __future__ import annotations
@@ -20,8 +21,11 @@ from rtrbench.datasets.synthetic_store import ensure_synthetic
 from rtrbench.errors import ConfigError, RtrbenchError
 from rtrbench.progress import ProgressView
 from rtrbench.registry import get_method
-from rtrbench.tracking import Tracking
+from rtrbench.tracking import PARENT_TAG, RunLogger, Tracking
 from rtrbench.trainer import LAST_CHECKPOINT, RunContext, Trainer, resolve_device
+
+
+FULL_GT_LENGTH = 1.0  # the one length at which methods that ignore scribbles are run
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,17 @@ class SweepSpec:
     lengths: tuple[float, ...]
     seeds: tuple[int, ...]
     overrides: dict[str, Any] = field(default_factory=dict)
+    preset_name: str = ""
+
+    def describe(self) -> dict[str, str]:
+        """What the parent MLflow run records about the sweep."""
+        return {
+            "preset": self.preset_name,
+            "methods": ",".join(self.methods),
+            "lengths": ",".join(f"{x:g}" for x in self.lengths),
+            "seeds": ",".join(map(str, self.seeds)),
+            **{f"override.{k}": str(v) for k, v in self.overrides.items()},
+        }
 
 
 @dataclass(frozen=True)
@@ -55,13 +70,15 @@ def plan(spec: SweepSpec) -> list[RunConfig]:
     """Resolved configs in execution order (dependencies first), method params validated.
 
     A method that fine-tunes from another (`init_from`) pulls that method's run of the same
-    length and seed into the sweep, unless the config says `init = "scratch"`.
+    length and seed into the sweep, unless the config says `init = "scratch"`. A method that
+    does not use scribbles runs once per seed, at length 1, whatever the sweep's lengths.
     """
     configs: list[RunConfig] = []
     for seed in spec.seeds:
         for length in spec.lengths:
             for name in spec.methods:
-                _add_with_dependencies(configs, spec, name, length, seed, ())
+                run_length = length if get_method(name).uses_scribbles else FULL_GT_LENGTH
+                _add_with_dependencies(configs, spec, name, run_length, seed, ())
     return configs
 
 
@@ -95,18 +112,37 @@ class Sweep:
         self.tracking, self.runtime, self.progress = tracking, runtime, progress
         self.outcomes: dict[str, Outcome] = {}  # by config hash
         self.device = resolve_device(runtime.device)
+        self._parent: RunLogger | None = None
 
-    def run(self, configs: list[RunConfig]) -> list[Outcome]:
-        self._planned = configs
+    def run(self, configs: list[RunConfig], description: dict[str, str]) -> list[Outcome]:
+        """Train `configs` in order; `description` goes to the parent run (made once one trains)."""
+        self._planned, self._description = configs, description
         self.progress.start_sweep(len(configs))
-        results = []
-        for cfg in configs:
-            outcome = self._run_one(cfg)
-            self.outcomes[cfg.config_hash()] = outcome
-            results.append(outcome)
-            self.progress.run_done()
-            self._print(outcome)
+        results: list[Outcome] = []
+        try:
+            for cfg in configs:
+                outcome = self._run_one(cfg)
+                self.outcomes[cfg.config_hash()] = outcome
+                results.append(outcome)
+                # skipped runs leave the bar's total, so the ETA reflects only the training left
+                self.progress.run_done(skipped=outcome.status == "skipped")
+                self._print(outcome)
+        except KeyboardInterrupt:
+            self._finish_parent(results, "KILLED")
+            raise
+        self._finish_parent(results, "FAILED" if any(o.status == "failed" for o in results) else "FINISHED")
         return results
+
+    def _parent_run(self) -> RunLogger:
+        if self._parent is None:
+            self._parent = self.tracking.start_sweep(self._description)
+        return self._parent
+
+    def _finish_parent(self, results: list[Outcome], status: str) -> None:
+        if self._parent is not None:
+            counts = {f"runs_{s}": sum(o.status == s for o in results) for s in ("finished", "skipped", "failed")}
+            self._parent.log_metrics(counts, step=0)
+            self._parent.finish(status)
 
     def _data_root(self, cfg: RunConfig) -> Path:
         if cfg.data.root is not None:
@@ -127,11 +163,17 @@ class Sweep:
             init_checkpoint, init_tags = self._init_from(cfg)
             unfinished = [r for r in records if r.status != "FINISHED"]
             if unfinished and not self.runtime.rerun and (run_dir / LAST_CHECKPOINT).is_file():
-                logger = self.tracking.reopen(unfinished[0])  # resumes from its last checkpoint
+                logger = self.tracking.reopen(unfinished[0], self._parent_run().run_id)  # resumes from its checkpoint
             else:
                 for record in unfinished:
                     self.tracking.abandon(record)
-                logger = self.tracking.start(cfg, {**init_tags, "device": self.device.type})
+                tags = {
+                    **init_tags,
+                    "device": self.device.type,
+                    "supervision": "scribbles" if get_method(cfg.method).uses_scribbles else "full",
+                    PARENT_TAG: self._parent_run().run_id,
+                }
+                logger = self.tracking.start(cfg, tags)
             ctx = RunContext(cfg, get_method(cfg.method), self._data_root(cfg), run_dir, self.device, logger, self.progress, init_checkpoint)
             result = Trainer(ctx).run()
             logger.finish("FINISHED")

@@ -16,6 +16,10 @@ from rtrbench.config import RunConfig
 from rtrbench.errors import ConfigError
 
 
+SWEEP_TAG = "rtrbench.sweep"  # marks the parent run of a sweep
+PARENT_TAG = "mlflow.parentRunId"  # how the MLflow UI nests a sweep's runs under its parent
+
+
 def default_tracking_uri() -> str:
     return f"sqlite:///{Path.cwd() / 'mlflow.db'}"
 
@@ -86,17 +90,37 @@ class Tracking:
         logger.log_params(cfg.flat_params())
         return logger
 
-    def reopen(self, record: RunRecord) -> RunLogger:
-        """Continue an interrupted or failed run: same MLflow run, status back to RUNNING."""
+    def start_sweep(self, description: dict[str, str]) -> RunLogger:
+        """The parent run grouping a sweep's runs in the MLflow UI; it has no config_hash tag,
+        so it is never taken for a training run."""
+        run = self.client.create_run(
+            self.experiment_id, run_name=f"sweep {time.strftime('%Y-%m-%d %H:%M:%S')}", tags={SWEEP_TAG: "1"}
+        )
+        logger = RunLogger(self.client, run.info.run_id)
+        logger.log_params(description)
+        return logger
+
+    def reopen(self, record: RunRecord, parent_id: str) -> RunLogger:
+        """Continue an interrupted or failed run: same MLflow run, status back to RUNNING, moved
+        under the sweep that finishes it."""
         if "error" in record.tags:
             self.client.delete_tag(record.run_id, "error")
+        self._end_dead_parent(record)
+        self.client.set_tag(record.run_id, PARENT_TAG, parent_id)
         self.client.update_run(record.run_id, status="RUNNING")
         return RunLogger(self.client, record.run_id)
 
     def abandon(self, record: RunRecord) -> None:
         """Mark a run left RUNNING by a killed process as KILLED (it is being started afresh)."""
+        self._end_dead_parent(record)
         if record.status == "RUNNING":
             self.client.set_terminated(record.run_id, status="KILLED")
+
+    def _end_dead_parent(self, record: RunRecord) -> None:
+        # The sweep that left this run unfinished was killed too; its parent run still says RUNNING.
+        parent_id = record.tags.get(PARENT_TAG)
+        if parent_id and self.client.get_run(parent_id).info.status == "RUNNING":
+            self.client.set_terminated(parent_id, status="KILLED")
 
 
 class RunLogger:

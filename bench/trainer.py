@@ -135,10 +135,10 @@ class Trainer:
         result = None
         for epoch in range(self.start_epoch + 1, cfg.train.epochs + 1):
             self._train_epoch(epoch)
-            self._save(epoch)
             if epoch % cfg.train.eval_every == 0 and epoch < cfg.train.epochs:
                 result = evaluate(self.model, self._val_loader(), len(self.class_names), ctx.device)
                 ctx.logger.log_metrics({"val_miou": result.miou}, step=epoch)
+            self._save(epoch)  # last: a run killed before this repeats the whole epoch, evaluation included
             ctx.progress.epoch_done(f"val mIoU {result.miou:.3f}" if result else "")
         final = evaluate(self.model, self._val_loader(), len(self.class_names), ctx.device, DEFAULT_TRIMAP_WIDTHS)
         self._log_final(final)

@@ -53,6 +53,9 @@ class Method:
     description: ClassVar[str]
     Params: ClassVar[type[BaseModel]] = NoParams
     init_from: ClassVar[str | None] = None  # method whose checkpoint (same length, seed) this one fine-tunes
+    # False for methods trained on the full GT: their result does not depend on the scribble
+    # length, so a sweep runs them once per seed (at length 1) and reports them as a reference.
+    uses_scribbles: ClassVar[bool] = True
 
     def __init__(self, params: BaseModel, ctx: MethodContext) -> None:
         self.params = params

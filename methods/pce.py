@@ -28,6 +28,7 @@ class PCEGD(Method):
 class FullSupervision(Method):
     name = "full"
     description = "cross-entropy on every ground-truth pixel (full-supervision upper bound)"
+    uses_scribbles = False
 
     def loss(self, logits: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
         return {"ce": partial_cross_entropy(logits, batch.gt, batch.roi)}

@@ -30,19 +30,36 @@ def smoke_sweep(tmp_path_factory):
     return cwd, result
 
 
-def runs_of(cwd: Path, experiment: str = "rtrbench-smoke"):
+def all_runs_of(cwd: Path, experiment: str = "rtrbench-smoke"):
     client = MlflowClient(tracking_uri=f"sqlite:///{cwd / 'mlflow.db'}")
     exp = client.get_experiment_by_name(experiment)
     return client, client.search_runs([exp.experiment_id])
 
 
-def test_smoke_sweep_leaves_four_finished_runs_with_the_schema(smoke_sweep):
+def runs_of(cwd: Path, experiment: str = "rtrbench-smoke"):
+    """The training runs (not the sweeps' parent runs)."""
+    client, runs = all_runs_of(cwd, experiment)
+    return client, [r for r in runs if "config_hash" in r.data.tags]
+
+
+def sweeps_of(cwd: Path, experiment: str = "rtrbench-smoke"):
+    return [r for r in all_runs_of(cwd, experiment)[1] if r.data.tags.get("rtrbench.sweep") == "1"]
+
+
+def test_smoke_sweep_leaves_finished_runs_with_the_schema(smoke_sweep):
     cwd, _ = smoke_sweep
     client, runs = runs_of(cwd)
-    assert sorted(r.info.run_name for r in runs) == ["full/len0/seed0", "full/len1/seed0", "pce-gd/len0/seed0", "pce-gd/len1/seed0"]
+    # full supervision ignores the scribbles: one run per seed, at length 1
+    assert sorted(r.info.run_name for r in runs) == ["full/len1/seed0", "pce-gd/len0/seed0", "pce-gd/len1/seed0"]
+    [sweep] = sweeps_of(cwd)
+    assert sweep.info.status == "FINISHED" and "config_hash" not in sweep.data.tags
+    assert sweep.data.params["methods"] == "pce-gd,full" and sweep.data.params["lengths"] == "0,1"
+    assert sweep.data.metrics["runs_finished"] == 3
     for run in runs:
         assert run.info.status == "FINISHED"
         tags, params, metrics = run.data.tags, run.data.params, run.data.metrics
+        assert tags["mlflow.parentRunId"] == sweep.info.run_id
+        assert tags["supervision"] == ("full" if tags["method"] == "full" else "scribbles")
         assert {tags["method"], tags["length"], tags["seed"], tags["dataset"]} <= {"pce-gd", "full", "0", "1", "synth"}
         assert len(tags["config_hash"]) == 16
         assert params["train.epochs"] == "2" and params["method"] == tags["method"] and "data.synth.size" in params
@@ -61,7 +78,8 @@ def test_rerun_trains_nothing_and_says_so(smoke_sweep):
     result = rtrbench(cwd, "run", "--preset", "smoke", "--methods", "pce-gd,full", "--lengths", "0,1", "--quiet")
     assert result.returncode == 0
     assert "nothing to train" in result.stdout
-    assert len(runs_of(cwd)[1]) == 4
+    assert len(runs_of(cwd)[1]) == 3
+    assert len(sweeps_of(cwd)) == 1  # a sweep that trains nothing leaves no parent run
 
 
 def test_report_prints_and_writes_the_table(smoke_sweep):
