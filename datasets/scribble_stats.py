@@ -106,12 +106,12 @@ def write_stats_csv(stats: ScribbleStats, path: Path) -> None:
     for s in stats.lengths:
         length = f"{s.length:g}"
         rows += [
-            ("labelled_fraction", length, "", f"{s.labelled_fraction:.6g}"),
-            ("strokes_per_image", length, "", f"{s.strokes_per_image:.6g}"),
+            ("labelled_fraction", length, "", f"{s.labelled_fraction:.10g}"),
+            ("strokes_per_image", length, "", f"{s.strokes_per_image:.10g}"),
             ("images_without_scribbles", length, "", str(s.images_without_scribbles)),
         ]
     for c in stats.classes:
-        rows += [("scribble_class_share", "1", c.name, f"{c.scribble_share:.6g}"), ("gt_class_share", "", c.name, f"{c.gt_share:.6g}")]
+        rows += [("scribble_class_share", "1", c.name, f"{c.scribble_share:.10g}"), ("gt_class_share", "", c.name, f"{c.gt_share:.10g}")]
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as f:
         csv.writer(f).writerows(rows)
