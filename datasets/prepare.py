@@ -30,7 +30,7 @@ from rtrbench.datasets.labelio import read_label_png, write_atomic, write_label_
 from rtrbench.datasets.sbd import read_sbd_mask, sbd_ids, sbd_mask_path
 from rtrbench.datasets.scribbles import Stroke, rasterize_strokes, shorten_strokes, strokes_from_labels
 from rtrbench.datasets.scribblesup_xml import XmlSource, class_lookup, parse_scribble_xml
-from rtrbench.datasets.voc import gt_dir, read_class_names, scribble_dir
+from rtrbench.datasets.voc import gt_dir, read_class_names, read_id_list, scribble_dir
 from rtrbench.errors import DataError
 
 Progress = Callable[[int, int], None]
@@ -73,25 +73,21 @@ def write_missing_lists(cfg: PrepareConfig, outcome: PrepareOutcome) -> list[str
     for split in ("val", "train"):  # val first: train_aug leaves out every val image
         path = lists / f"{split}.txt"
         if path.is_file() and not cfg.force:
-            ids[split] = _read_list(path)
+            ids[split] = read_id_list(path)
             outcome.kept[str(path.relative_to(cfg.root))] += 1
             continue
         if not (voc / f"{split}.txt").is_file():
             if path.is_file():  # --force, but nothing to rebuild it from: keep the user's list
-                ids[split] = _read_list(path)
+                ids[split] = read_id_list(path)
                 continue
             raise DataError(f"{path}: image list not found, and no {voc / f'{split}.txt'} to build it from")
-        ids[split] = _read_list(voc / f"{split}.txt")
+        ids[split] = read_id_list(voc / f"{split}.txt")
         if split == "train" and cfg.sbd is not None:
             val = set(ids["val"])
             ids[split] = list(dict.fromkeys(ids[split] + [i for i in sbd_ids(cfg.sbd) if i not in val]))
         write_atomic(path, lambda tmp, names=ids[split]: tmp.write_text("".join(f"{i}\n" for i in names)))
         outcome.written[str(path.relative_to(cfg.root))] += 1
     return list(dict.fromkeys(ids["train"] + ids["val"]))
-
-
-def _read_list(path: Path) -> list[str]:
-    return [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -62,33 +62,43 @@ def count_strokes(labels: np.ndarray) -> int:
     return sum(ndimage.label(labels == k, structure=_EIGHT)[1] for k in np.unique(labels) if k != IGNORE)
 
 
+@dataclass
+class _Totals:
+    """Running sums of one scribble length over the split."""
+
+    labelled: int = 0
+    pixels: int = 0
+    strokes: int = 0
+    empty: int = 0
+
+    def add(self, labels: np.ndarray) -> None:
+        n = int((labels != IGNORE).sum())
+        self.labelled, self.pixels, self.empty = self.labelled + n, self.pixels + labels.size, self.empty + (n == 0)
+        self.strokes += count_strokes(labels)
+
+
 def scribble_stats(root: Path, progress: Callable[[int, int], None] | None = None) -> ScribbleStats:
     ids = read_ids(root, "train")
-    names = read_class_names(root)
     lengths = scribble_lengths(root)
     if not lengths:
         raise DataError(f"{root / scribble_dir(1.0)}: no scribble folder found")
-    labelled, pixels, strokes, empty = (dict.fromkeys(lengths, 0) for _ in range(4))
+    totals = {r: _Totals() for r in lengths}
     scribble_hist, gt_hist = np.zeros(256, dtype=np.int64), np.zeros(256, dtype=np.int64)
     for done, image_id in enumerate(ids, start=1):
         for r in lengths:
             labels = read_label_png(root / scribble_dir(r) / f"{image_id}.png")
-            n = int((labels != IGNORE).sum())
-            labelled[r] += n
-            pixels[r] += labels.size
-            strokes[r] += count_strokes(labels)
-            empty[r] += n == 0
+            totals[r].add(labels)
             if r == 1.0:
                 scribble_hist += np.bincount(labels.ravel(), minlength=256)
         gt = root / gt_dir("train") / f"{image_id}.png"
-        if gt.is_file():
+        if gt.is_file():  # GT is optional here: scribble-only sets still get their stats
             gt_hist += np.bincount(read_label_png(gt).ravel(), minlength=256)
         if progress is not None:
             progress(done, len(ids))
     per_length = [
-        LengthStats(r, len(ids), labelled[r] / max(pixels[r], 1), strokes[r] / len(ids), empty[r]) for r in lengths
+        LengthStats(r, len(ids), t.labelled / max(t.pixels, 1), t.strokes / len(ids), t.empty) for r, t in totals.items()
     ]
-    return ScribbleStats(per_length, _class_shares(names, scribble_hist, gt_hist))
+    return ScribbleStats(per_length, _class_shares(read_class_names(root), scribble_hist, gt_hist))
 
 
 def _class_shares(names: tuple[str, ...], scribble_hist: np.ndarray, gt_hist: np.ndarray) -> list[ClassShare]:
