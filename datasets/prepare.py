@@ -53,9 +53,10 @@ def prepare(cfg: PrepareConfig, progress: Progress | None = None) -> PrepareOutc
     listed = write_missing_lists(cfg, outcome)
     with XmlSource(cfg.scribbles) if cfg.scribbles else nullcontext() as xml:
         ids = list(dict.fromkeys([*listed, *(xml.ids() if xml else [])]))  # lists' order, then XML-only ids
+        in_lists = set(listed)
         builder = ImageBuilder(cfg, xml, class_lookup(read_class_names(root)), outcome)
         for done, image_id in enumerate(ids, start=1):
-            builder.build(image_id, image_id in listed)
+            builder.build(image_id, image_id in in_lists)
             if progress is not None:
                 progress(done, len(ids))
     return outcome
