@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from rtrbench.config import SCRIBBLE_LENGTHS, SynthConfig, load_preset, parse_set_option
+from rtrbench.config import SCRIBBLE_LENGTHS, PrepareConfig, SynthConfig, load_preset, parse_set_option
 from rtrbench.errors import ConfigError, RtrbenchError
 
 app = typer.Typer(help="Benchmark optimizers of regularized losses for scribble-supervised segmentation.", no_args_is_help=True)
@@ -41,6 +41,16 @@ def _methods(text: str) -> tuple[str, ...]:
     for name in names:
         get_method(name)  # unknown names fail here, before any work
     return names
+
+
+def _options(model, **values):
+    """Build a pydantic options model; its validation errors name the command-line options."""
+    from pydantic import ValidationError
+
+    try:
+        return model(**values)
+    except ValidationError as exc:
+        raise ConfigError(" ".join(f"--{str(e['loc'][0]).replace('_', '-')}: {e['msg']}" for e in exc.errors())) from None
 
 
 def _lengths(text: str) -> tuple[float, ...]:
@@ -180,16 +190,11 @@ def data_synth(
     """Write the synthetic scribble data set in the PASCAL layout."""
     import shutil
 
-    from pydantic import ValidationError
-
     from rtrbench.datasets.synthetic_store import write_synthetic_atomic
     from rtrbench.progress import ProgressView
 
     try:
-        try:
-            cfg = SynthConfig(seed=seed, n_train=n_train, n_val=n_val, size=size, classes=classes)
-        except ValidationError as exc:
-            raise ConfigError(" ".join(f"--{'-'.join(str(e['loc'][0]).split('_'))}: {e['msg']}" for e in exc.errors())) from None
+        cfg = _options(SynthConfig, seed=seed, n_train=n_train, n_val=n_val, size=size, classes=classes)
         if out.exists():
             if not force:
                 raise ConfigError(f"{out}: already exists (use --force to replace it)")
@@ -199,6 +204,69 @@ def data_synth(
     except RtrbenchError as exc:
         _fail(exc)
     console.print(f"wrote {n_train} train + {n_val} val synthetic images to {out}")
+
+
+@data_app.command("prepare")
+def data_prepare(
+    root: Annotated[Path, typer.Option(help="PASCAL VOC2012 folder (holds JPEGImages/, ImageSets/).")],
+    scribbles: Annotated[Optional[Path], typer.Option(help="ScribbleSup XML annotations: a folder or a .zip.")] = None,
+    sbd: Annotated[Optional[Path], typer.Option(help="SBD's benchmark_RELEASE/dataset folder (holds cls/*.mat).")] = None,
+    lengths: Annotated[str, typer.Option(help="Shortened scribble lengths to write, comma-separated.")] = "0,0.3,0.5,0.8",
+    stroke_width: Annotated[int, typer.Option(help="Scribble line width in pixels.")] = PrepareConfig.model_fields["stroke_width"].default,
+    click_radius: Annotated[float, typer.Option(help="Radius in pixels of the disk a length-0 stroke leaves.")] = PrepareConfig.model_fields["click_radius"].default,
+    force: Annotated[bool, typer.Option(help="Rewrite files that already exist.")] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+) -> None:
+    """Build SegmentationClassAug and the (shortened) scribble PNGs, then check the layout."""
+    from rtrbench.data_tables import layout_table, outcome_line, stray_line
+    from rtrbench.datasets.prepare import prepare
+    from rtrbench.datasets.voc_layout import check_readable, summarize_layout
+    from rtrbench.progress import ProgressView
+
+    try:
+        cfg = _options(
+            PrepareConfig, root=root, scribbles=scribbles, sbd=sbd, lengths=_lengths(lengths),
+            stroke_width=stroke_width, click_radius=click_radius, force=force,
+        )  # fmt: skip
+        with ProgressView(console, enabled=not quiet) as progress:
+            outcome = prepare(cfg, progress.counter(f"preparing {root}"))
+        console.print(outcome_line(outcome), highlight=False)
+        summary = summarize_layout(root, cfg.lengths)
+        console.print(layout_table(summary))
+        if summary.stray:
+            console.print(stray_line(summary.stray, root), highlight=False)
+        problem = summary.problem()
+        if problem is not None:
+            raise problem
+        check_readable(root, cfg.lengths)
+    except RtrbenchError as exc:
+        _fail(exc)
+    console.print(f"{root}: ready for training (rtrbench run --preset pascal --data {root})", highlight=False)
+
+
+@data_app.command("stats")
+def data_stats(
+    root: Annotated[Path, typer.Option(help="PASCAL-layout data root.")],
+    out: Annotated[Optional[Path], typer.Option(help="CSV file; default scribble-stats-<root name>.csv here.")] = None,
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+) -> None:
+    """Labelled-pixel fraction and strokes per image per scribble length; class shares vs GT."""
+    from rtrbench.data_tables import stats_tables
+    from rtrbench.datasets.scribble_stats import scribble_stats, write_stats_csv
+    from rtrbench.progress import ProgressView
+
+    out = out or Path(f"scribble-stats-{root.resolve().name}.csv")
+    try:
+        with ProgressView(console, enabled=not quiet) as progress:
+            stats = scribble_stats(root, progress.counter(f"reading {root}"))
+        write_stats_csv(stats, out)
+    except RtrbenchError as exc:
+        _fail(exc)
+    except OSError as exc:
+        _fail(RtrbenchError(f"{out}: cannot write ({exc.strerror})"))
+    for table in stats_tables(stats):
+        console.print(table)
+    console.print(f"wrote {out}", highlight=False)
 
 
 def main() -> None:  # pragma: no cover - console-script entry

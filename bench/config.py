@@ -35,6 +35,25 @@ class SynthConfig(_Strict):
     classes: int = Field(5, ge=2, le=25)  # 6 shapes × 4 textures + background
 
 
+class PrepareConfig(_Strict):
+    """What `rtrbench data prepare` builds in a PASCAL VOC root (DESIGN §4)."""
+
+    root: Path
+    scribbles: Path | None = None  # ScribbleSup XML files: a folder or a .zip
+    sbd: Path | None = None  # SBD's benchmark_RELEASE/dataset (holds cls/*.mat)
+    lengths: tuple[float, ...] = (0.0, 0.3, 0.5, 0.8)  # shortened scribble sets to write
+    stroke_width: int = Field(3, ge=1)  # the reference conversion draws 3 px lines
+    click_radius: float = Field(3.0, ge=0)  # radius of the disk left by a length-0 stroke
+    force: bool = False  # rewrite files that already exist
+
+    @model_validator(mode="after")
+    def _lengths_in_range(self) -> PrepareConfig:
+        bad = [f"{r:g}" for r in self.lengths if not 0 <= r <= 1]
+        if bad:
+            raise ValueError(f"scribble lengths {', '.join(bad)} outside 0..1")
+        return self
+
+
 class DataConfig(_Strict):
     name: str = "synth"
     root: Path | None = None  # None: the synthetic set described by `synth`

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
@@ -33,6 +35,25 @@ def write_label_png(path: Path, labels: np.ndarray) -> None:
     img.putpalette(voc_palette())
     path.parent.mkdir(parents=True, exist_ok=True)
     img.save(path, format="PNG", optimize=False)
+
+
+def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp)`` on a hidden temporary sibling, then rename it over ``path``.
+
+    An interrupted write leaves at most a hidden temporary file, never a truncated ``path``.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # same folder: the rename is atomic
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_label_png_atomic(path: Path, labels: np.ndarray) -> None:
+    write_atomic(path, lambda tmp: write_label_png(tmp, labels))
 
 
 def read_label_png(path: Path) -> np.ndarray:

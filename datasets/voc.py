@@ -50,13 +50,18 @@ def read_class_names(root: Path) -> tuple[str, ...]:
     return VOC_CLASSES
 
 
+def read_id_list(path: Path) -> list[str]:
+    """Image ids of a list file: the first word of each non-empty line."""
+    return [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
+
+
 def read_ids(root: Path, split: Split) -> list[str]:
     if not root.is_dir():
         raise DataError(f"{root}: data root not found")
     path = root / "ImageSets" / "SegmentationAug" / f"{split}.txt"
     if not path.is_file():
         raise DataError(f"{path}: image list not found")
-    ids = [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
+    ids = read_id_list(path)
     if not ids:
         raise DataError(f"{path}: image list is empty")
     return ids
