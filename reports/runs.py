@@ -13,7 +13,9 @@ import pandas as pd
 
 from rtrbench.tracking import Tracking
 
-RUN_COLUMNS = ["method", "length", "seed", "config_hash", "status", "val_miou", "run_id", "start_time", "supervision", "params"]
+RUN_COLUMNS = [
+    "method", "length", "seed", "config_hash", "status", "val_miou", "run_id", "start_time", "supervision", "init_run_id", "params",
+]  # fmt: skip
 HISTORY_COLUMNS = ["run_id", "key", "step", "value"]
 PREVIEW_DIR = "preview"  # artifact folder the trainer logs per-image previews into
 
@@ -22,7 +24,7 @@ def runs_frame(tracking: Tracking) -> pd.DataFrame:
     """One row per rtrbench run (sweep parent runs carry no config hash and are left out).
 
     Columns: method, length, seed, config_hash, status, val_miou, run_id, start_time (ms),
-    supervision (tag, "" when absent) and params (dict of the flattened resolved config).
+    supervision and init_run_id (tags, "" when absent) and params (dict of the flattened resolved config).
     """
     rows = [
         {
@@ -35,6 +37,7 @@ def runs_frame(tracking: Tracking) -> pd.DataFrame:
             "run_id": r.run_id,
             "start_time": r.start_time,
             "supervision": r.tags.get("supervision", ""),
+            "init_run_id": r.tags.get("init_run_id", ""),
             "params": r.params,
         }
         for r in tracking.runs()
@@ -42,14 +45,17 @@ def runs_frame(tracking: Tracking) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=RUN_COLUMNS)
 
 
-def metric_histories(tracking: Tracking, run_ids: list[str], keys: tuple[str, ...]) -> pd.DataFrame:
-    """Every logged value of the given metrics of the given runs: run_id, key, step, value."""
-    rows = [
-        (run_id, key, m.step, m.value)
-        for run_id in run_ids
-        for key in keys
-        for m in tracking.client.get_metric_history(run_id, key)
-    ]
+def metric_histories(
+    tracking: Tracking, run_ids: list[str], keys: tuple[str, ...], advance: Callable[[], None] = lambda: None
+) -> pd.DataFrame:
+    """Every logged value of the given metrics of the given runs: run_id, key, step, value.
+
+    `advance` is called once per run (a progress bar's step).
+    """
+    rows = []
+    for run_id in run_ids:
+        rows += [(run_id, key, m.step, m.value) for key in keys for m in tracking.client.get_metric_history(run_id, key)]
+        advance()
     return pd.DataFrame(rows, columns=HISTORY_COLUMNS)
 
 
@@ -71,6 +77,16 @@ def download_previews(
             found[run_id] = Path(local)
         advance()
     return found
+
+
+def open_experiment(tracking_uri: str | None, name: str) -> Tracking:
+    """The experiment if it exists (a report never creates one)."""
+    from rtrbench.errors import ConfigError
+
+    client = Tracking.client_for(tracking_uri)
+    if client.get_experiment_by_name(name) is None:
+        raise ConfigError(f"experiment '{name}' not found in {client.tracking_uri}")
+    return Tracking(tracking_uri, name)
 
 
 def latest_experiment(tracking_uri: str | None) -> str:

@@ -45,7 +45,7 @@ def miou_table(runs: pd.DataFrame) -> pd.DataFrame:
             values = cell["val_miou"].to_numpy(float)
             std = values.std(ddof=1) if len(values) > 1 else np.nan
             table.loc[row, [(length, "mean"), (length, "std"), (length, "n")]] = [values.mean(), std, len(values)]
-    return table
+    return table.astype({column: int for column in table.columns if column[1] == "n"})
 
 
 def lengths_of(table: pd.DataFrame) -> list[float]:
