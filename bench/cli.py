@@ -128,6 +128,8 @@ def report(
     length: Annotated[float, typer.Option(help="Scribble length of Fig. 6 and the qualitative grid.")] = 1.0,
 ) -> None:
     """Write Table 1, Fig. 5/6, a qualitative grid, a timing table and index.html from finished runs."""
+    from rich.markup import escape
+
     from rtrbench.reports.build import make_report
     from rtrbench.reports.runs import latest_experiment, open_experiment
     from rtrbench.reports.table import rich_table
@@ -143,9 +145,9 @@ def report(
         _fail(exc)
     console.print(rich_table(result.table, f"val mIoU — {name}"))
     for note in result.notes:
-        console.print(f"[yellow]note:[/] {note}", highlight=False)
+        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
     for path in result.files:
-        console.print(f"wrote {path}", highlight=False)
+        console.print(f"wrote {path}", highlight=False, soft_wrap=True)
 
 
 @app.command("methods")

@@ -47,7 +47,7 @@ def qualitative_grid(shown: pd.DataFrame, folders: dict[str, Path], length: floa
     if not ids:
         return []
     first = folders[shown["run_id"].iloc[0]]
-    scribbles = _scribble_folder(shown, folders, ids)
+    scribbles = scribble_folder(shown, folders, ids)
     columns = ["image", *(["scribbles"] if scribbles else []), "ground truth", *shown["row"]]
     fig, axes = plt.subplots(len(ids), len(columns), figsize=(1.7 * len(columns), 1.7 * len(ids) + 0.4), squeeze=False)
     for axes_row, image_id in zip(axes, ids):
@@ -69,7 +69,7 @@ def qualitative_grid(shown: pd.DataFrame, folders: dict[str, Path], length: floa
     return save_figure(fig, out, "qualitative")
 
 
-def _scribble_folder(shown: pd.DataFrame, folders: dict[str, Path], ids: list[str]) -> Path | None:
+def scribble_folder(shown: pd.DataFrame, folders: dict[str, Path], ids: list[str]) -> Path | None:
     """A scribble-trained run's folder holding val scribbles for every shown image, if any."""
     for run_id in shown.loc[~shown["reference"], "run_id"]:
         if all((folders[run_id] / f"{i}_scribbles.png").is_file() for i in ids):
