@@ -21,7 +21,7 @@ from rtrbench.reports.html import Section, figure_html, frame_html, table1_html,
 from rtrbench.reports.qualitative import preview_runs, qualitative_grid
 from rtrbench.reports.runs import download_previews, metric_histories, runs_frame
 from rtrbench.reports.table import length_label, miou_table, write_table
-from rtrbench.reports.timing import TIMING_KEYS, timing_table, write_timing
+from rtrbench.reports.timing import TIMING_KEYS, timing_display, timing_table, write_timing
 from rtrbench.tracking import Tracking
 
 
@@ -77,7 +77,7 @@ def make_report(tracking: Tracking, out: Path, length: float, console: Console) 
         Section(f"Fig. 6: trimap mIoU vs band width, length {length_label(length)}", figure_html(fig6), fig6),
         Section("Fig. 6, one panel per scribble length", figure_html(panels), panels),
         Section(f"Qualitative results, length {length_label(length)}", figure_html(grid), grid),
-        Section("Training time relative to PCE-GD; Grid-TR stage-A share", frame_html(timing), timing_files),
+        Section("Training time relative to PCE-GD; Grid-TR stage-A share", frame_html(timing_display(timing)), timing_files),
     ]
     index = write_index(out, f"rtrbench report — {tracking.experiment}", sections, notes)
     return Report(table, [*table_files, *fig5, *fig6, *panels, *grid, *timing_files, index], notes)

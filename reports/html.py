@@ -41,7 +41,8 @@ def table1_html(table: pd.DataFrame) -> str:
 
 
 def frame_html(frame: pd.DataFrame) -> str:
-    return frame.to_html(index=False, float_format="{:.3f}".format, na_rep="—", border=0)
+    """A frame of display text as an HTML table (cells escaped)."""
+    return frame.to_html(index=False, border=0)
 
 
 def figure_html(paths: list[Path]) -> str:

@@ -14,7 +14,8 @@ import pandas as pd
 from rtrbench.tracking import Tracking
 
 RUN_COLUMNS = [
-    "method", "length", "seed", "config_hash", "status", "val_miou", "run_id", "start_time", "supervision", "init_run_id", "params",
+    "method", "length", "seed", "config_hash", "status", "val_miou", "run_id", "start_time", "supervision", "init_run_id",
+    "parent_run_id", "params",
 ]  # fmt: skip
 HISTORY_COLUMNS = ["run_id", "key", "step", "value"]
 PREVIEW_DIR = "preview"  # artifact folder the trainer logs per-image previews into
@@ -24,7 +25,7 @@ def runs_frame(tracking: Tracking) -> pd.DataFrame:
     """One row per rtrbench run (sweep parent runs carry no config hash and are left out).
 
     Columns: method, length, seed, config_hash, status, val_miou, run_id, start_time (ms),
-    supervision and init_run_id (tags, "" when absent) and params (dict of the flattened resolved config).
+    supervision, init_run_id and parent_run_id (tags, "" when absent) and params (dict of the flattened resolved config).
     """
     rows = [
         {
@@ -38,6 +39,7 @@ def runs_frame(tracking: Tracking) -> pd.DataFrame:
             "start_time": r.start_time,
             "supervision": r.tags.get("supervision", ""),
             "init_run_id": r.tags.get("init_run_id", ""),
+            "parent_run_id": r.tags.get("mlflow.parentRunId", ""),  # the sweep that ran it
             "params": r.params,
         }
         for r in tracking.runs()

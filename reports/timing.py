@@ -48,10 +48,16 @@ def write_timing(table: pd.DataFrame, out: Path) -> list[Path]:
     return [md, csv]
 
 
-def timing_markdown(table: pd.DataFrame) -> str:
+def timing_display(table: pd.DataFrame) -> pd.DataFrame:
+    """The table as text: lengths as `0.3`, seconds and ratios to 3 decimals, `—` where missing."""
     shown = table.astype(object).assign(length=table["length"].map("{:g}".format))
     for column in ("median epoch s", "× pce-gd", "stage-A share"):
         shown[column] = table[column].map(lambda v: MISSING if pd.isna(v) else f"{v:.3f}")
+    return shown
+
+
+def timing_markdown(table: pd.DataFrame) -> str:
+    shown = timing_display(table)
     text = shown.to_markdown(index=False, disable_numparse=True, colalign=("left", *["right"] * (len(shown.columns) - 1)))
     return text + "\n\nmedian epoch seconds per run, mean over seeds; × pce-gd: the same ratio per seed, averaged.\n"
 

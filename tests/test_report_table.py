@@ -167,3 +167,11 @@ def test_no_finished_runs_give_an_empty_table():
           "run_id": "r", "start_time": 0, "supervision": "", "params": {}}]
     )  # fmt: skip
     assert miou_table(frame).empty
+
+
+def test_sweep_parent_runs_are_left_out_and_children_name_them(tracking):
+    frame = runs_frame(tracking)
+    parent = tracking.client.search_runs([tracking.experiment_id], filter_string="tags.`rtrbench.sweep` = '1'")[0]
+    assert parent.info.run_id not in set(frame["run_id"])
+    children = frame[frame["parent_run_id"] == parent.info.run_id]
+    assert len(children) == sum(len(v) for by_length in KNOWN.values() for v in by_length.values())
