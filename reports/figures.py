@@ -44,14 +44,16 @@ def miou_vs_length(table: pd.DataFrame, out: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(6, 4))
     colors = row_colors(list(table.index))
     lengths = np.array(lengths_of(table), float)
-    for row in table.index:
+    # Shift each row's points a little sideways so error bars at one length do not hide each other.
+    dodge = 0.01 * max(np.ptp(lengths), 1e-9) * (np.arange(len(table.index)) - (len(table.index) - 1) / 2)
+    for row, shift in zip(table.index, dodge):
         means = table.loc[row, (slice(None), "mean")].to_numpy(float)
         stds = np.nan_to_num(table.loc[row, (slice(None), "std")].to_numpy(float))
         if row == FULL_ROW:
             ax.axhline(np.nanmean(means), color=colors[row], linestyle="--", label=row)
             continue
         present = ~np.isnan(means)
-        ax.errorbar(lengths[present], means[present], yerr=stds[present], marker="o", capsize=3, label=row, color=colors[row])
+        ax.errorbar(lengths[present] + shift, means[present], yerr=stds[present], marker="o", capsize=3, label=row, color=colors[row])
     ax.set_xlabel("scribble length")
     ax.set_ylabel("val mIoU")
     ax.set_title("val mIoU vs scribble length (Fig. 5)")
