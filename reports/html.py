@@ -49,7 +49,7 @@ def figure_html(paths: list[Path]) -> str:
     """The PNG embedded (the page works on its own); the other formats are linked files."""
     png = next((p for p in paths if p.suffix == ".png"), None)
     if png is None:
-        return ""
+        return '<p class="note">nothing to draw (see the notes above)</p>'
     data = base64.b64encode(png.read_bytes()).decode("ascii")
     return f'<p><img alt="{html.escape(png.stem)}" src="data:image/png;base64,{data}"></p>'
 

@@ -175,3 +175,18 @@ def test_sweep_parent_runs_are_left_out_and_children_name_them(tracking):
     assert parent.info.run_id not in set(frame["run_id"])
     children = frame[frame["parent_run_id"] == parent.info.run_id]
     assert len(children) == sum(len(v) for by_length in KNOWN.values() for v in by_length.values())
+
+
+def test_report_of_runs_without_previews_or_trimap_notes_what_it_left_out(tracking, tmp_path):
+    from rich.console import Console
+
+    from rtrbench.reports.build import make_report
+
+    report = make_report(tracking, tmp_path, 0.5, Console(quiet=True))
+    assert any("left out of the qualitative grid (no preview artifacts): pce-gd" in note for note in report.notes)
+    assert any("no qualitative grid" in note for note in report.notes)
+    assert any("scribble length 0.5" in note for note in report.notes)
+    names = {p.name for p in report.files}
+    assert {"table.md", "fig5_miou_vs_length.png", "timing.csv", "index.html"} <= names
+    assert not {"qualitative.png", "fig6_trimap.png"} & names  # nothing to draw, nothing written
+    assert "no preview artifacts" in (tmp_path / "index.html").read_text()
