@@ -49,24 +49,14 @@ def make_report(tracking: Tracking, out: Path, length: float, console: Console) 
     done = finished_runs(runs)
     length, note = pick_length(sorted(done.loc[~done["reference"], "length"].unique()), length)
     notes = [note] if note else []
-    rows = list(table.index)
     with _progress(console) as progress:
         task = progress.add_task("reading metric histories", total=len(done))
         histories = metric_histories(tracking, list(done["run_id"]), ("trimap_miou", *TIMING_KEYS), lambda: progress.advance(task))
-        shown = preview_runs(done, length)
-        with tempfile.TemporaryDirectory() as tmp:
-            task = progress.add_task("downloading previews", total=len(shown))
-            folders = download_previews(tracking, list(shown["run_id"]), Path(tmp), lambda: progress.advance(task))
-            grid = qualitative_grid(shown, folders, length, out)
-    missing = shown.loc[~shown["run_id"].isin(folders), "row"]
-    if len(missing):
-        notes.append(f"left out of the qualitative grid (no preview artifacts): {', '.join(missing)}")
-    if not grid:
-        notes.append("no qualitative grid: no val image has previews from every shown run")
+        grid = _qualitative(tracking, done, length, out, progress, notes)
 
     table_files = write_table(table, out)
     fig5 = miou_vs_length(table, out)
-    summary = trimap_summary(done, histories)
+    summary, rows = trimap_summary(done, histories), list(table.index)
     fig6 = trimap_at_length(summary, rows, length, out) if not summary.empty else []
     panels = trimap_panels(summary, rows, out) if not summary.empty else []
     timing = timing_table(done, histories)
@@ -81,6 +71,21 @@ def make_report(tracking: Tracking, out: Path, length: float, console: Console) 
     ]
     index = write_index(out, f"rtrbench report — {tracking.experiment}", sections, notes)
     return Report(table, [*table_files, *fig5, *fig6, *panels, *grid, *timing_files, index], notes)
+
+
+def _qualitative(tracking: Tracking, done: pd.DataFrame, length: float, out: Path, progress: Progress, notes: list[str]) -> list[Path]:
+    """Download the shown runs' previews (temporarily) and draw the grid; notes say what is missing."""
+    shown = preview_runs(done, length)
+    with tempfile.TemporaryDirectory() as tmp:
+        task = progress.add_task("downloading previews", total=len(shown))
+        folders = download_previews(tracking, list(shown["run_id"]), Path(tmp), lambda: progress.advance(task))
+        grid = qualitative_grid(shown, folders, length, out)
+    missing = shown.loc[~shown["run_id"].isin(folders), "row"]
+    if len(missing):
+        notes.append(f"left out of the qualitative grid (no preview artifacts): {', '.join(missing)}")
+    if not grid:
+        notes.append("no qualitative grid: no val image has previews from every shown run")
+    return grid
 
 
 def _progress(console: Console) -> Progress:
