@@ -4,6 +4,8 @@ from another folder through the tracking URI alone (no local run folders)."""
 from __future__ import annotations
 
 import base64
+import subprocess
+import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -13,17 +15,24 @@ from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from rtrbench.cli import app
-from tests.test_cli_sweep import rtrbench
 
 pytestmark = pytest.mark.slow
 
 METHODS = ("pce-gd", "dense-gd", "grid-gd", "grid-tr")
 
 
+# The smoke preset shrunk further (one epoch, 8 train / 4 val images): 20 runs stay within
+# minutes on a busy 2-core machine. Four val images are what the previews need.
+SWEEP = (
+    "run", "--preset", "smoke", "--methods", "all", "--lengths", "0,1", "--seeds", "0,1", "--quiet",
+    "--epochs", "1", "--set", "data.synth.n_train=8", "--set", "data.synth.n_val=4",
+)  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory) -> str:
     cwd = tmp_path_factory.mktemp("sweep")
-    result = rtrbench(cwd, "run", "--preset", "smoke", "--methods", "all", "--lengths", "0,1", "--seeds", "0,1", "--quiet")
+    result = subprocess.run([sys.executable, "-m", "rtrbench.cli", *SWEEP], cwd=cwd, capture_output=True, text=True, timeout=1800)
     assert result.returncode == 0, result.stdout + result.stderr
     return f"sqlite:///{cwd / 'mlflow.db'}"
 
