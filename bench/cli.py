@@ -137,25 +137,29 @@ def report(
     experiment: Annotated[Optional[str], typer.Option(help="MLflow experiment; default: the one with the newest rtrbench run.")] = None,
     tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow tracking URI; default: sqlite mlflow.db here.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Output folder; default reports/<experiment>.")] = None,
+    length: Annotated[float, typer.Option(help="Scribble length of Fig. 6 and the qualitative grid.")] = 1.0,
 ) -> None:
-    """Print and write the table of final val mIoU (methods × scribble lengths)."""
-    from rtrbench.reports.runs import latest_experiment, runs_frame
-    from rtrbench.reports.table import miou_table, rich_table, write_table
-    from rtrbench.tracking import Tracking
+    """Write Table 1, Fig. 5/6, a qualitative grid, a timing table and index.html from finished runs."""
+    from rich.markup import escape
+
+    from rtrbench.reports.build import make_report
+    from rtrbench.reports.runs import latest_experiment, open_experiment
+    from rtrbench.reports.table import rich_table
 
     try:
         if tracking_uri is None and not Path("mlflow.db").is_file():
             raise ConfigError(f"{Path.cwd() / 'mlflow.db'}: no tracking store here (run `rtrbench run` first, or pass --tracking-uri)")
+        if not 0 <= length <= 1:
+            raise ConfigError(f"--length {length:g}: outside 0..1")
         name = experiment or latest_experiment(tracking_uri)
-        tracking = Tracking(tracking_uri, name)
-        table = miou_table(runs_frame(tracking))
-        if table.empty:
-            raise ConfigError(f"experiment '{name}' has no finished rtrbench runs")
+        result = make_report(open_experiment(tracking_uri, name), out or Path("reports") / name, length, console)
     except RtrbenchError as exc:
         _fail(exc)
-    console.print(rich_table(table, f"val mIoU — {name}"))
-    for path in write_table(table, out or Path("reports") / name):
-        console.print(f"wrote {path}")
+    console.print(rich_table(result.table, f"val mIoU — {name}"))
+    for note in result.notes:
+        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
+    for path in result.files:
+        console.print(f"wrote {path}", highlight=False, soft_wrap=True)
 
 
 @app.command("methods")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rtrbench.config import RunConfig
@@ -38,6 +38,7 @@ class RunRecord:
     tags: dict[str, str]
     metrics: dict[str, float]
     start_time: int  # ms since the epoch
+    params: dict[str, str] = field(default_factory=dict)  # the flattened resolved config
 
 
 class Tracking:
@@ -158,4 +159,5 @@ class RunLogger:
 
 
 def _record(run) -> RunRecord:
-    return RunRecord(run.info.run_id, run.info.status, dict(run.data.tags), dict(run.data.metrics), run.info.start_time)
+    data = run.data
+    return RunRecord(run.info.run_id, run.info.status, dict(data.tags), dict(data.metrics), run.info.start_time, dict(data.params))

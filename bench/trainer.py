@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,8 @@ from torch.utils.data import DataLoader
 from rtrbench.checkpoint import load_checkpoint, save_checkpoint
 from rtrbench.config import RunConfig
 from rtrbench.datasets.transforms import JointTransform
-from rtrbench.datasets.voc import ScribbleDataset, collate, read_class_names
+from rtrbench.datasets.labelio import write_label_png
+from rtrbench.datasets.voc import ScribbleDataset, collate, read_class_names, scribble_dir
 from rtrbench.errors import ConfigError, NonFiniteLossError
 from rtrbench.evaluate import EvalResult, evaluate, predict
 from rtrbench.methods.base import Batch, Method, MethodContext
@@ -227,17 +229,43 @@ class Trainer:
         )
         pd.DataFrame({"class": self.class_names, "iou": result.class_iou}).to_csv(out / "class_iou.csv", index=False)
         torch.save({"model": self.model.state_dict(), "config": ctx.cfg.model_dump(mode="json")}, out / "model.pt")
-        self._preview(out / "predictions.png")
+        previews = self._preview(out / "predictions.png", out / "preview")
         for name in ("config.json", "confusion.csv", "trimap.csv", "class_iou.csv", "predictions.png"):
             logger.log_artifact(out / name)
+        for path in previews:
+            logger.log_artifact(path, "preview")
         logger.log_artifact(out / "model.pt", "checkpoint")
 
-    def _preview(self, path: Path) -> None:
-        samples = [self.val_set.load(i) for i in range(min(N_PREVIEW, len(self.val_set)))]
-        images, gts, preds = [], [], []
-        for s in samples:
+    def _preview(self, grid_path: Path, folder: Path) -> list[Path]:
+        """The prediction grid, and per preview image its files for the report's qualitative grid.
+
+        The first N_PREVIEW val images in val.txt order, so every run of a sweep shows the same
+        ones: `<id>_image.jpg` (the original bytes), `<id>_gt.png`, `<id>_pred.png` and, where
+        the data set has val scribbles at this length, `<id>_scribbles.png`.
+        """
+        folder.mkdir(parents=True, exist_ok=True)
+        images, gts, preds, files = [], [], [], []
+        for index in range(min(N_PREVIEW, len(self.val_set))):
+            s = self.val_set.load(index)
             tensor = torch.from_numpy(s.image).permute(2, 0, 1).float()[None].to(self.ctx.device)
-            preds.append(predict(self.model, tensor)[0].cpu().numpy().astype(np.uint8))
+            pred = predict(self.model, tensor)[0].cpu().numpy().astype(np.uint8)
             images.append(s.image)
             gts.append(s.maps["gt"])
-        prediction_grid(images, gts, preds, path)
+            preds.append(pred)
+            files += self._preview_files(s.image_id, pred, folder)
+        prediction_grid(images, gts, preds, grid_path)
+        return files
+
+    def _preview_files(self, image_id: str, pred: np.ndarray, folder: Path) -> list[Path]:
+        sources = self.val_set.paths(image_id)
+        copies = {"image.jpg": sources["image"], "gt.png": sources["gt"]}
+        scribbles = self.ctx.data_root / scribble_dir(self.ctx.cfg.length) / f"{image_id}.png"
+        if scribbles.is_file():
+            copies["scribbles.png"] = scribbles
+        files = []
+        for suffix, source in copies.items():
+            files.append(folder / f"{image_id}_{suffix}")
+            shutil.copyfile(source, files[-1])
+        files.append(folder / f"{image_id}_pred.png")
+        write_label_png(files[-1], pred)
+        return files

@@ -1,14 +1,32 @@
-"""Reading finished rtrbench runs out of MLflow into a tidy table."""
+"""Everything the report reads from MLflow, through MLflow's APIs only (any tracking URI).
+
+Runs come out as a tidy DataFrame; metric histories as long frames; preview artifacts are
+downloaded into a local folder. Nothing else in `rtrbench.reports` talks to MLflow.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
 
 import pandas as pd
 
 from rtrbench.tracking import Tracking
 
+RUN_COLUMNS = [
+    "method", "length", "seed", "config_hash", "status", "val_miou", "run_id", "start_time", "supervision", "init_run_id",
+    "parent_run_id", "params",
+]  # fmt: skip
+HISTORY_COLUMNS = ["run_id", "key", "step", "value"]
+PREVIEW_DIR = "preview"  # artifact folder the trainer logs per-image previews into
+
 
 def runs_frame(tracking: Tracking) -> pd.DataFrame:
-    """One row per run: method, length, seed, config_hash, status, val_miou, run_id, start_time."""
+    """One row per rtrbench run (sweep parent runs carry no config hash and are left out).
+
+    Columns: method, length, seed, config_hash, status, val_miou, run_id, start_time (ms),
+    supervision, init_run_id and parent_run_id (tags, "" when absent) and params (dict of the flattened resolved config).
+    """
     rows = [
         {
             "method": r.tags.get("method"),
@@ -19,17 +37,63 @@ def runs_frame(tracking: Tracking) -> pd.DataFrame:
             "val_miou": r.metrics.get("val_miou"),
             "run_id": r.run_id,
             "start_time": r.start_time,
+            "supervision": r.tags.get("supervision", ""),
+            "init_run_id": r.tags.get("init_run_id", ""),
+            "parent_run_id": r.tags.get("mlflow.parentRunId", ""),  # the sweep that ran it
+            "params": r.params,
         }
         for r in tracking.runs()
     ]
-    columns = ["method", "length", "seed", "config_hash", "status", "val_miou", "run_id", "start_time"]
-    return pd.DataFrame(rows, columns=columns)
+    return pd.DataFrame(rows, columns=RUN_COLUMNS)
+
+
+def metric_histories(
+    tracking: Tracking, run_ids: list[str], keys: tuple[str, ...], advance: Callable[[], None] = lambda: None
+) -> pd.DataFrame:
+    """Every logged value of the given metrics of the given runs: run_id, key, step, value.
+
+    `advance` is called once per run (a progress bar's step).
+    """
+    rows = []
+    for run_id in run_ids:
+        rows += [(run_id, key, m.step, m.value) for key in keys for m in tracking.client.get_metric_history(run_id, key)]
+        advance()
+    return pd.DataFrame(rows, columns=HISTORY_COLUMNS)
+
+
+def download_previews(
+    tracking: Tracking, run_ids: list[str], dest: Path, advance: Callable[[], None] = lambda: None
+) -> dict[str, Path]:
+    """Download each run's preview folder into dest/<run_id>; runs without one are left out.
+
+    `advance` is called once per run (a progress bar's step).
+    """
+    from mlflow.artifacts import download_artifacts
+
+    found = {}
+    for run_id in run_ids:
+        if tracking.client.list_artifacts(run_id, PREVIEW_DIR):
+            target = dest / run_id
+            target.mkdir(parents=True, exist_ok=True)
+            local = download_artifacts(run_id=run_id, artifact_path=PREVIEW_DIR, dst_path=str(target), tracking_uri=tracking.uri)
+            found[run_id] = Path(local)
+        advance()
+    return found
+
+
+def open_experiment(tracking_uri: str | None, name: str) -> Tracking:
+    """The experiment if it exists (a report never creates one)."""
+    from rtrbench.errors import ConfigError
+
+    client = Tracking.client_for(tracking_uri)
+    if client.get_experiment_by_name(name) is None:
+        raise ConfigError(f"experiment '{name}' not found in {client.tracking_uri}")
+    return Tracking(tracking_uri, name)
 
 
 def latest_experiment(tracking_uri: str | None) -> str:
     """The experiment holding the most recently started rtrbench run."""
     from rtrbench.errors import ConfigError
-    from rtrbench.tracking import Tracking
 
     client = Tracking.client_for(tracking_uri)
     experiments = client.search_experiments()

@@ -1,0 +1,92 @@
+"""`rtrbench report`: every table and figure of one experiment, written into one folder.
+
+Reads MLflow through `reports.runs` only, so a report can be made on any machine that
+reaches the tracking URI; preview artifacts are downloaded into a temporary folder.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+from rtrbench.errors import ConfigError
+from rtrbench.reports.figures import miou_vs_length, trimap_at_length, trimap_panels, trimap_summary
+from rtrbench.reports.groups import finished_runs
+from rtrbench.reports.html import Section, figure_html, frame_html, table1_html, write_index
+from rtrbench.reports.qualitative import preview_runs, qualitative_grid
+from rtrbench.reports.runs import download_previews, metric_histories, runs_frame
+from rtrbench.reports.table import length_label, miou_table, write_table
+from rtrbench.reports.timing import TIMING_KEYS, timing_display, timing_table, write_timing
+from rtrbench.tracking import Tracking
+
+
+@dataclass(frozen=True)
+class Report:
+    table: pd.DataFrame  # Table 1 (`table.miou_table`)
+    files: list[Path]
+    notes: list[str]  # what was left out or substituted, for the reader
+
+
+def pick_length(available: list[float], wanted: float) -> tuple[float, str | None]:
+    """The wanted scribble length if it has runs, else the nearest that has (with a note saying so)."""
+    if wanted in available or not available:
+        return wanted, None
+    nearest = min(available, key=lambda x: (abs(x - wanted), -x))
+    return nearest, f"no finished runs at scribble length {length_label(wanted)}: Fig. 6 and the grid use {length_label(nearest)}"
+
+
+def make_report(tracking: Tracking, out: Path, length: float, console: Console) -> Report:
+    """Write Table 1, Fig. 5, Fig. 6, the qualitative grid, the timing table and index.html into out."""
+    runs = runs_frame(tracking)
+    table = miou_table(runs)
+    if table.empty:
+        raise ConfigError(f"experiment '{tracking.experiment}' has no finished rtrbench runs")
+    done = finished_runs(runs)
+    length, note = pick_length(sorted(done.loc[~done["reference"], "length"].unique()), length)
+    notes = [note] if note else []
+    with _progress(console) as progress:
+        task = progress.add_task("reading metric histories", total=len(done))
+        histories = metric_histories(tracking, list(done["run_id"]), ("trimap_miou", *TIMING_KEYS), lambda: progress.advance(task))
+        grid = _qualitative(tracking, done, length, out, progress, notes)
+
+    table_files = write_table(table, out)
+    fig5 = miou_vs_length(table, out)
+    summary, rows = trimap_summary(done, histories), list(table.index)
+    fig6 = trimap_at_length(summary, rows, length, out) if not summary.empty else []
+    panels = trimap_panels(summary, rows, out) if not summary.empty else []
+    timing = timing_table(done, histories)
+    timing_files = write_timing(timing, out)
+    sections = [
+        Section("Table 1: val mIoU, mean ± std over seeds (number of seeds)", table1_html(table), table_files),
+        Section("Fig. 5: val mIoU vs scribble length", figure_html(fig5), fig5),
+        Section(f"Fig. 6: trimap mIoU vs band width, length {length_label(length)}", figure_html(fig6), fig6),
+        Section("Fig. 6, one panel per scribble length", figure_html(panels), panels),
+        Section(f"Qualitative results, length {length_label(length)}", figure_html(grid), grid),
+        Section("Training time relative to PCE-GD; Grid-TR stage-A share", frame_html(timing_display(timing)), timing_files),
+    ]
+    index = write_index(out, f"rtrbench report — {tracking.experiment}", sections, notes)
+    return Report(table, [*table_files, *fig5, *fig6, *panels, *grid, *timing_files, index], notes)
+
+
+def _qualitative(tracking: Tracking, done: pd.DataFrame, length: float, out: Path, progress: Progress, notes: list[str]) -> list[Path]:
+    """Download the shown runs' previews (temporarily) and draw the grid; notes say what is missing."""
+    shown = preview_runs(done, length)
+    with tempfile.TemporaryDirectory() as tmp:
+        task = progress.add_task("downloading previews", total=len(shown))
+        folders = download_previews(tracking, list(shown["run_id"]), Path(tmp), lambda: progress.advance(task))
+        grid = qualitative_grid(shown, folders, length, out)
+    missing = shown.loc[~shown["run_id"].isin(folders), "row"]
+    if len(missing):
+        notes.append(f"left out of the qualitative grid (no preview artifacts): {', '.join(missing)}")
+    if not grid:
+        notes.append("no qualitative grid: no val image has previews from every shown run")
+    return grid
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console, transient=True)
