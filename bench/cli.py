@@ -111,8 +111,19 @@ def run(
     except RtrbenchError as exc:
         _fail(exc)
     _print_summary(outcomes)
+    _print_table1(tracking)
     if any(o.status == "failed" for o in outcomes):
         raise typer.Exit(1)
+
+
+def _print_table1(tracking) -> None:
+    """The experiment's Table-1 view (all its finished runs, this sweep's and earlier ones)."""
+    from rtrbench.reports.runs import runs_frame
+    from rtrbench.reports.table import miou_table, rich_table
+
+    table = miou_table(runs_frame(tracking))
+    if not table.empty:
+        console.print(rich_table(table, f"val mIoU — {tracking.experiment} (`rtrbench report` writes the figures)"))
 
 
 def _print_summary(outcomes) -> None:

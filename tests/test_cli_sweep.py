@@ -78,6 +78,7 @@ def test_rerun_trains_nothing_and_says_so(smoke_sweep):
     result = rtrbench(cwd, "run", "--preset", "smoke", "--methods", "pce-gd,full", "--lengths", "0,1", "--quiet")
     assert result.returncode == 0
     assert "nothing to train" in result.stdout
+    assert "val mIoU — rtrbench-smoke" in result.stdout  # the Table-1 view ends every sweep
     assert len(runs_of(cwd)[1]) == 3
     assert len(sweeps_of(cwd)) == 1  # a sweep that trains nothing leaves no parent run
 
