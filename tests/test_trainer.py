@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from rtrbench.checkpoint import load_checkpoint, save_checkpoint
 from rtrbench.config import Preset, resolve_run_config
+from rtrbench.datasets.labelio import read_label_png, write_label_png
 from rtrbench.errors import DataError, NonFiniteLossError
 from rtrbench.methods import Method, PCEGD
 from rtrbench.metrics import DEFAULT_TRIMAP_WIDTHS
@@ -54,6 +56,9 @@ def test_poly_schedule():
 
 
 def test_run_logs_the_schema(pascal_tree, tmp_path):
+    val_scribbles = np.full((40, 48), 255, np.uint8)
+    val_scribbles[5, 5:20] = 1
+    write_label_png(pascal_tree / "pascal_2012_scribble" / "va1.png", val_scribbles)  # one val image has scribbles
     ctx = context(pascal_tree, tmp_path)
     trainer = Trainer(ctx)
     groups = trainer.optimizer.param_groups
@@ -67,9 +72,14 @@ def test_run_logs_the_schema(pascal_tree, tmp_path):
     assert [step for step, _ in log.series("trimap_miou")] == list(DEFAULT_TRIMAP_WIDTHS)
     assert {k for k, _, _ in log.metrics if k.startswith("iou_")} == {"iou_background", "iou_square", "iou_bar"}
     assert log.series("lr")[0][1] < 0.01  # the poly schedule decays within the first epoch
-    names = {name for name, _ in log.artifacts}
-    assert names == {"config.json", "confusion.csv", "trimap.csv", "class_iou.csv", "predictions.png", "model.pt"}
+    names = {name for name, folder in log.artifacts if folder is None}
+    assert names == {"config.json", "confusion.csv", "trimap.csv", "class_iou.csv", "predictions.png"}
     assert ("model.pt", "checkpoint") in log.artifacts
+    previews = {name for name, folder in log.artifacts if folder == "preview"}
+    assert previews == {f"va{i}_{s}" for i in range(3) for s in ("image.jpg", "gt.png", "pred.png")} | {"va1_scribbles.png"}
+    pred = read_label_png(tmp_path / "run" / "final" / "preview" / "va2_pred.png")
+    assert pred.shape == (40, 48) and pred.max() < 3
+    assert np.array_equal(read_label_png(tmp_path / "run" / "final" / "preview" / "va1_scribbles.png"), val_scribbles)
     assert 0.0 <= result.miou <= 1.0
 
 
