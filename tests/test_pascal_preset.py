@@ -38,7 +38,8 @@ def test_pascal_preset_trains_on_a_prepared_voc_tree(tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
-    [run] = client.search_runs([client.get_experiment_by_name("rtrbench-pascal").experiment_id])
+    runs = client.search_runs([client.get_experiment_by_name("rtrbench-pascal").experiment_id])
+    [run] = [r for r in runs if "config_hash" in r.data.tags]  # not the sweep's parent run
     assert run.info.status == "FINISHED" and run.data.tags["dataset"] == "VOC2012"
     assert run.data.params["data.crop_size"] == "64" and run.data.params["model.output_stride"] == "16"
     assert 0 <= run.data.metrics["val_miou"] <= 1 and "iou_aeroplane" in run.data.metrics
