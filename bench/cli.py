@@ -153,6 +153,7 @@ def report(
     """Write Table 1, Fig. 5/6, a qualitative grid, a timing table and index.html from finished runs."""
     from rich.markup import escape
 
+    from rtrbench.progress import ProgressView
     from rtrbench.reports.build import make_report
     from rtrbench.reports.runs import latest_experiment, open_experiment
     from rtrbench.reports.table import rich_table
@@ -163,7 +164,8 @@ def report(
         if not 0 <= length <= 1:
             raise ConfigError(f"--length {length:g}: outside 0..1")
         name = experiment or latest_experiment(tracking_uri)
-        result = make_report(open_experiment(tracking_uri, name), out or Path("reports") / name, length, console)
+        with ProgressView(console) as progress:
+            result = make_report(open_experiment(tracking_uri, name), out or Path("reports") / name, length, progress)
     except RtrbenchError as exc:
         _fail(exc)
     console.print(rich_table(result.table, f"val mIoU — {name}"))

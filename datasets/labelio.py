@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from rtrbench.atomic import write_atomic
 from rtrbench.errors import DataError
 
 IGNORE = 255
@@ -35,21 +34,6 @@ def write_label_png(path: Path, labels: np.ndarray) -> None:
     img.putpalette(voc_palette())
     path.parent.mkdir(parents=True, exist_ok=True)
     img.save(path, format="PNG", optimize=False)
-
-
-def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` on a hidden temporary sibling, then rename it over ``path``.
-
-    An interrupted write leaves at most a hidden temporary file, never a truncated ``path``.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # same folder: the rename is atomic
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def write_label_png_atomic(path: Path, labels: np.ndarray) -> None:

@@ -26,7 +26,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from rtrbench.config import PrepareConfig
-from rtrbench.datasets.labelio import read_label_png, write_atomic, write_label_png_atomic
+from rtrbench.atomic import write_atomic
+from rtrbench.datasets.labelio import read_label_png, write_label_png_atomic
 from rtrbench.datasets.sbd import read_sbd_mask, sbd_ids, sbd_mask_path
 from rtrbench.datasets.scribbles import Stroke, rasterize_strokes, shorten_strokes, strokes_from_labels
 from rtrbench.datasets.scribblesup_xml import XmlSource, class_lookup, parse_scribble_xml

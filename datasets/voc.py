@@ -159,10 +159,15 @@ class ScribbleDataset(torch.utils.data.Dataset):
                 if image_size is not None and size != image_size
             ]
         if missing:
-            more = f" (and {len(missing) - 1} more missing files)" if len(missing) > 1 else ""
-            raise DataError(f"{missing[0]}: file not found{more}")
+            raise missing_files_error(missing)
         if mismatched:
             raise _size_error(*mismatched[0])
+
+
+def missing_files_error(missing: list[Path]) -> DataError:
+    """One line: the first missing file and how many more there are."""
+    more = f" (and {len(missing) - 1} more missing files)" if len(missing) > 1 else ""
+    return DataError(f"{missing[0]}: file not found{more}")
 
 
 def _size_error(where: object, size: tuple[int, int], image_size: tuple[int, int]) -> DataError:

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from rtrbench.datasets.voc import ScribbleDataset, Split, gt_dir, read_ids, scribble_dir
+from rtrbench.datasets.voc import ScribbleDataset, Split, gt_dir, missing_files_error, read_ids, scribble_dir
 from rtrbench.errors import DataError
 
 SPLITS: tuple[Split, ...] = ("train", "val")
@@ -45,12 +45,8 @@ class LayoutSummary:
 
     def problem(self) -> DataError | None:
         """The first missing file, with a count of all missing ones; None when nothing is missing."""
-        missing = [(part, image_id) for part in self.parts for image_id in part.missing]
-        if not missing:
-            return None
-        part, image_id = missing[0]
-        more = f" (and {len(missing) - 1} more missing files)" if len(missing) > 1 else ""
-        return DataError(f"{part.path(self.root, image_id)}: file not found{more}")
+        missing = [part.path(self.root, image_id) for part in self.parts for image_id in part.missing]
+        return missing_files_error(missing) if missing else None
 
 
 def layout_parts(lengths: Iterable[float]) -> dict[Split, list[tuple[str, str]]]:

@@ -11,10 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from rtrbench.errors import ConfigError
+from rtrbench.progress import ProgressView
 from rtrbench.reports.figures import miou_vs_length, trimap_at_length, trimap_panels, trimap_summary
 from rtrbench.reports.groups import finished_runs
 from rtrbench.reports.html import Section, figure_html, frame_html, table1_html, write_index
@@ -40,7 +39,7 @@ def pick_length(available: list[float], wanted: float) -> tuple[float, str | Non
     return nearest, f"no finished runs at scribble length {length_label(wanted)}: Fig. 6 and the grid use {length_label(nearest)}"
 
 
-def make_report(tracking: Tracking, out: Path, length: float, console: Console) -> Report:
+def make_report(tracking: Tracking, out: Path, length: float, progress: ProgressView) -> Report:
     """Write Table 1, Fig. 5, Fig. 6, the qualitative grid, the timing table and index.html into out."""
     runs = runs_frame(tracking)
     table = miou_table(runs)
@@ -49,10 +48,9 @@ def make_report(tracking: Tracking, out: Path, length: float, console: Console) 
     done = finished_runs(runs)
     length, note = pick_length(sorted(done.loc[~done["reference"], "length"].unique()), length)
     notes = [note] if note else []
-    with _progress(console) as progress:
-        task = progress.add_task("reading metric histories", total=len(done))
-        histories = metric_histories(tracking, list(done["run_id"]), ("trimap_miou", *TIMING_KEYS), lambda: progress.advance(task))
-        grid = _qualitative(tracking, done, length, out, progress, notes)
+    keys = ("trimap_miou", *TIMING_KEYS)
+    histories = metric_histories(tracking, list(done["run_id"]), keys, progress.counter("reading metric histories"))
+    grid = _qualitative(tracking, done, length, out, progress, notes)
 
     table_files = write_table(table, out)
     fig5 = miou_vs_length(table, out)
@@ -73,12 +71,11 @@ def make_report(tracking: Tracking, out: Path, length: float, console: Console) 
     return Report(table, [*table_files, *fig5, *fig6, *panels, *grid, *timing_files, index], notes)
 
 
-def _qualitative(tracking: Tracking, done: pd.DataFrame, length: float, out: Path, progress: Progress, notes: list[str]) -> list[Path]:
+def _qualitative(tracking: Tracking, done: pd.DataFrame, length: float, out: Path, progress: ProgressView, notes: list[str]) -> list[Path]:
     """Download the shown runs' previews (temporarily) and draw the grid; notes say what is missing."""
     shown = preview_runs(done, length)
     with tempfile.TemporaryDirectory() as tmp:
-        task = progress.add_task("downloading previews", total=len(shown))
-        folders = download_previews(tracking, list(shown["run_id"]), Path(tmp), lambda: progress.advance(task))
+        folders = download_previews(tracking, list(shown["run_id"]), Path(tmp), progress.counter("downloading previews"))
         grid = qualitative_grid(shown, folders, length, out)
     missing = shown.loc[~shown["run_id"].isin(folders), "row"]
     if len(missing):
@@ -86,7 +83,3 @@ def _qualitative(tracking: Tracking, done: pd.DataFrame, length: float, out: Pat
     if not grid:
         notes.append("no qualitative grid: no val image has previews from every shown run")
     return grid
-
-
-def _progress(console: Console) -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console, transient=True)

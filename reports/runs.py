@@ -19,6 +19,11 @@ RUN_COLUMNS = [
 ]  # fmt: skip
 HISTORY_COLUMNS = ["run_id", "key", "step", "value"]
 PREVIEW_DIR = "preview"  # artifact folder the trainer logs per-image previews into
+Progress = Callable[[int, int], None]  # progress(done, total), e.g. `ProgressView.counter`
+
+
+def _no_progress(done: int, total: int) -> None:
+    pass
 
 
 def runs_frame(tracking: Tracking) -> pd.DataFrame:
@@ -47,37 +52,29 @@ def runs_frame(tracking: Tracking) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=RUN_COLUMNS)
 
 
-def metric_histories(
-    tracking: Tracking, run_ids: list[str], keys: tuple[str, ...], advance: Callable[[], None] = lambda: None
-) -> pd.DataFrame:
-    """Every logged value of the given metrics of the given runs: run_id, key, step, value.
-
-    `advance` is called once per run (a progress bar's step).
-    """
+def metric_histories(tracking: Tracking, run_ids: list[str], keys: tuple[str, ...], progress: Progress = _no_progress) -> pd.DataFrame:
+    """Every logged value of the given metrics of the given runs: run_id, key, step, value."""
     rows = []
-    for run_id in run_ids:
+    progress(0, len(run_ids))
+    for done, run_id in enumerate(run_ids, start=1):
         rows += [(run_id, key, m.step, m.value) for key in keys for m in tracking.client.get_metric_history(run_id, key)]
-        advance()
+        progress(done, len(run_ids))
     return pd.DataFrame(rows, columns=HISTORY_COLUMNS)
 
 
-def download_previews(
-    tracking: Tracking, run_ids: list[str], dest: Path, advance: Callable[[], None] = lambda: None
-) -> dict[str, Path]:
-    """Download each run's preview folder into dest/<run_id>; runs without one are left out.
-
-    `advance` is called once per run (a progress bar's step).
-    """
+def download_previews(tracking: Tracking, run_ids: list[str], dest: Path, progress: Progress = _no_progress) -> dict[str, Path]:
+    """Download each run's preview folder into dest/<run_id>; runs without one are left out."""
     from mlflow.artifacts import download_artifacts
 
     found = {}
-    for run_id in run_ids:
+    progress(0, len(run_ids))
+    for done, run_id in enumerate(run_ids, start=1):
         if tracking.client.list_artifacts(run_id, PREVIEW_DIR):
             target = dest / run_id
             target.mkdir(parents=True, exist_ok=True)
             local = download_artifacts(run_id=run_id, artifact_path=PREVIEW_DIR, dst_path=str(target), tracking_uri=tracking.uri)
             found[run_id] = Path(local)
-        advance()
+        progress(done, len(run_ids))
     return found
 
 

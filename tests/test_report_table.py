@@ -180,9 +180,10 @@ def test_sweep_parent_runs_are_left_out_and_children_name_them(tracking):
 def test_report_of_runs_without_previews_or_trimap_notes_what_it_left_out(tracking, tmp_path):
     from rich.console import Console
 
+    from rtrbench.progress import ProgressView
     from rtrbench.reports.build import make_report
 
-    report = make_report(tracking, tmp_path, 0.5, Console(quiet=True))
+    report = make_report(tracking, tmp_path, 0.5, ProgressView(Console(quiet=True), enabled=False))
     assert any("left out of the qualitative grid (no preview artifacts): pce-gd" in note for note in report.notes)
     assert any("no qualitative grid" in note for note in report.notes)
     assert any("scribble length 0.5" in note for note in report.notes)
