@@ -228,6 +228,7 @@ def data_prepare(
     root: Annotated[Path, typer.Option(help="PASCAL VOC2012 folder (holds JPEGImages/, ImageSets/).")],
     scribbles: Annotated[Optional[Path], typer.Option(help="ScribbleSup XML annotations: a folder or a .zip.")] = None,
     sbd: Annotated[Optional[Path], typer.Option(help="SBD's benchmark_RELEASE/dataset folder (holds cls/*.mat).")] = None,
+    class_map: Annotated[Optional[Path], typer.Option(help="Text file of 'name_in_xml = class_name' lines for other XML class names.")] = None,
     lengths: Annotated[str, typer.Option(help="Shortened scribble lengths to write, comma-separated.")] = "0,0.3,0.5,0.8",
     stroke_width: Annotated[int, typer.Option(help="Scribble line width in pixels.")] = PrepareConfig.model_fields["stroke_width"].default,
     click_radius: Annotated[float, typer.Option(help="Radius in pixels of the disk a length-0 stroke leaves.")] = PrepareConfig.model_fields["click_radius"].default,
@@ -242,7 +243,7 @@ def data_prepare(
 
     try:
         cfg = _options(
-            PrepareConfig, root=root, scribbles=scribbles, sbd=sbd, lengths=_lengths(lengths),
+            PrepareConfig, root=root, scribbles=scribbles, sbd=sbd, class_map=class_map, lengths=_lengths(lengths),
             stroke_width=stroke_width, click_radius=click_radius, force=force,
         )  # fmt: skip
         with ProgressView(console, enabled=not quiet) as progress:

@@ -16,9 +16,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from rtrbench.errors import ConfigError
+from rtrbench.datasets.voc import read_class_names
+from rtrbench.errors import ConfigError, DataError
 
 SCRIBBLE_LENGTHS = (0.0, 0.3, 0.5, 0.8, 1.0)
+# Flattened config keys that say where or how a run executes, not what it computes: left out
+# of the run's hash and of the report's row keys (the digests stand in for the paths).
+RUNTIME_KEYS = frozenset({"data.root", "data.name", "data.num_workers", "model.backbone_weights"})
 
 
 class _Strict(BaseModel):
@@ -41,6 +45,7 @@ class PrepareConfig(_Strict):
     root: Path
     scribbles: Path | None = None  # ScribbleSup XML files: a folder or a .zip
     sbd: Path | None = None  # SBD's benchmark_RELEASE/dataset (holds cls/*.mat)
+    class_map: Path | None = None  # `name_in_xml = class_name` lines for tags the XML reader does not know
     lengths: tuple[float, ...] = (0.0, 0.3, 0.5, 0.8)  # shortened scribble sets to write
     stroke_width: int = Field(3, ge=1)  # the reference conversion draws 3 px lines
     click_radius: float = Field(3.0, ge=0)  # radius of the disk left by a length-0 stroke
@@ -63,6 +68,9 @@ class DataConfig(_Strict):
     scale_max: float = Field(1.5, gt=0)
     flip: bool = True
     num_workers: int = Field(0, ge=0)
+    # Filled in by `resolve_run_config` from `root`: sha256 of the list files and class names.
+    # It, not the folder's path, identifies the data in the run's hash.
+    digest: str | None = None
 
     @model_validator(mode="after")
     def _scales_ordered(self) -> DataConfig:
@@ -76,6 +84,7 @@ class ModelConfig(_Strict):
     decoder_channels: int = Field(256, ge=8)
     output_stride: Literal[8, 16] = 16
     backbone_weights: Path | None = None
+    backbone_sha256: str | None = None  # filled in by `resolve_run_config`; identifies the weights
 
 
 class TrainConfig(_Strict):
@@ -88,6 +97,9 @@ class TrainConfig(_Strict):
     poly_power: float = Field(0.9, ge=0)
     eval_every: int = Field(5, ge=1)
     deterministic: bool = False
+    # The reference code's `batch_average`: the pixel-averaged loss terms (PCE, full CE, the
+    # robust CE) are also divided by the batch size; per-image means (Potts, dense) are not.
+    batch_average: bool = False
 
 
 class RunConfig(_Strict):
@@ -109,7 +121,10 @@ class RunConfig(_Strict):
         return f"{self.method}/len{self.length:g}/seed{self.seed}"
 
     def config_hash(self) -> str:
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        """Hash of what changes the result: the data by its digest, the weights by their sha256,
+        without where they lie (RUNTIME_KEYS)."""
+        identity = {k: v for k, v in self.flat_params().items() if k not in RUNTIME_KEYS}
+        blob = json.dumps(identity, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def flat_params(self) -> dict[str, str]:
@@ -150,9 +165,15 @@ def load_preset(name_or_path: str) -> Preset:
 
 
 def resolve_run_config(
-    preset: Preset, method: str, length: float, seed: int, overrides: dict[str, Any] | None = None
+    preset: Preset,
+    method: str,
+    length: float,
+    seed: int,
+    overrides: dict[str, Any] | None = None,
+    digests: dict[Path, str] | None = None,
 ) -> RunConfig:
-    """Merge preset sections, the method's and length's overrides, then dotted CLI overrides."""
+    """Merge preset sections, the method's and length's overrides, then dotted CLI overrides;
+    then fill in the digests of the data root and backbone weights (`digests` memoises them)."""
     tree: dict[str, Any] = {"method": method, "length": float(length), "seed": seed, "params": {}}
     for section in ("data", "model", "train"):
         tree[section] = dict(getattr(preset, section))
@@ -176,9 +197,48 @@ def resolve_run_config(
         else:
             _set_dotted(tree, dotted, value)
     try:
-        return RunConfig.model_validate(tree)
+        cfg = RunConfig.model_validate(tree)
     except ValidationError as exc:
         raise ConfigError(f"invalid configuration for {method} at length {length:g}: {_one_line(exc)}") from None
+    memo = {} if digests is None else digests
+    data, model = cfg.data, cfg.model
+    if data.root is not None:
+        data = data.model_copy(update={"digest": _memoised(memo, data.root, data_digest)})
+    if model.backbone_weights is not None:
+        model = model.model_copy(update={"backbone_sha256": _memoised(memo, model.backbone_weights, file_sha256)})
+    return cfg.model_copy(update={"data": data, "model": model})
+
+
+def data_digest(root: Path) -> str:
+    """sha256 of a PASCAL-layout root's train/val lists and class names: the same data in
+    another folder has the same digest."""
+    if not root.is_dir():
+        raise DataError(f"{root}: data root not found")
+    h = hashlib.sha256()
+    for split in ("train", "val"):
+        path = root / "ImageSets" / "SegmentationAug" / f"{split}.txt"
+        if not path.is_file():
+            raise DataError(f"{path}: image list not found")
+        h.update(path.read_bytes())
+    h.update("\n".join(read_class_names(root)).encode())
+    return h.hexdigest()[:16]
+
+
+def file_sha256(path: Path) -> str:
+    if not path.is_file():
+        raise ConfigError(f"{path}: backbone weights file not found")
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def _memoised(memo: dict[Path, str], path: Path, fn) -> str:
+    key = path.resolve()
+    if key not in memo:
+        memo[key] = fn(path)
+    return memo[key]
 
 
 def parse_set_option(item: str) -> tuple[str, Any]:

@@ -1,11 +1,20 @@
-"""Evaluation on the val split: one confusion matrix over the split, trimap bands, predictions."""
+"""Evaluation on the val split: one confusion matrix over the split, trimap bands, predictions.
+
+Every val image is predicted on its own, at its own size. Batching images of different sizes
+would pad them, and the ASPP image-pooling branch averages over that padding, so a prediction
+would depend on which images share its batch; even same-size batches may round differently
+from single images in some convolution kernels. One image per forward pass makes every score
+independent of batching and of the order of val.txt.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Collection
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader, Dataset
 
 from rtrbench.metrics import ConfusionAccumulator, TrimapAccumulator
 
@@ -16,6 +25,7 @@ class EvalResult:
     class_iou: np.ndarray  # NaN where a class does not occur
     miou: float
     trimap: dict[int, float] | None  # band width (px) -> mIoU
+    predictions: dict[str, np.ndarray] = field(default_factory=dict)  # the scored H×W labels of `keep` ids
 
 
 @torch.no_grad()
@@ -29,15 +39,26 @@ def predict(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
 
 
 def evaluate(
-    model: torch.nn.Module, loader, num_classes: int, device: torch.device, trimap_widths: tuple[int, ...] | None = None
+    model: torch.nn.Module,
+    dataset: Dataset,
+    num_classes: int,
+    device: torch.device,
+    trimap_widths: tuple[int, ...] | None = None,
+    keep: Collection[str] = (),
+    num_workers: int = 0,
 ) -> EvalResult:
+    """Score `dataset` (items with "image", "gt", "id"), one image per forward pass; the
+    predictions of the image ids in `keep` are returned as scored (for previews)."""
     conf = ConfusionAccumulator(num_classes)
     trimap = TrimapAccumulator(trimap_widths, num_classes) if trimap_widths else None
-    for batch in loader:
-        pred = predict(model, batch["image"].to(device)).cpu().numpy()
-        gt = batch["gt"].numpy()  # padding between val images of different sizes is 255 = ignored
+    kept: dict[str, np.ndarray] = {}
+    # batch_size=None: items one by one, uncollated; workers only decode ahead
+    for item in DataLoader(dataset, batch_size=None, num_workers=num_workers):
+        pred = predict(model, item["image"][None].to(device))[0].cpu().numpy().astype(np.uint8)
+        gt = item["gt"].numpy()
         conf.update(gt, pred)
-        if trimap is not None:  # per image, unpadded: padding must not count as a void boundary
-            for i, (h, w) in enumerate(batch["size"]):
-                trimap.update(gt[i, :h, :w], pred[i, :h, :w])
-    return EvalResult(conf.matrix.copy(), conf.class_iou(), conf.mean_iou(), trimap.miou() if trimap else None)
+        if trimap is not None:
+            trimap.update(gt, pred)
+        if item["id"] in keep:
+            kept[item["id"]] = pred
+    return EvalResult(conf.matrix.copy(), conf.class_iou(), conf.mean_iou(), trimap.miou() if trimap else None, kept)

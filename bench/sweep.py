@@ -74,21 +74,26 @@ def plan(spec: SweepSpec) -> list[RunConfig]:
     does not use scribbles runs once per seed, at length 1, whatever the sweep's lengths.
     """
     configs: list[RunConfig] = []
+    digests: dict[Path, str] = {}  # each data root and weights file is read once per sweep
     for seed in spec.seeds:
         for length in spec.lengths:
             for name in spec.methods:
                 run_length = length if get_method(name).uses_scribbles else FULL_GT_LENGTH
-                _add_with_dependencies(configs, spec, name, run_length, seed, ())
+                _add_with_dependencies(configs, spec, name, run_length, seed, (), digests)
     return configs
 
 
-def _add_with_dependencies(configs: list[RunConfig], spec: SweepSpec, name: str, length: float, seed: int, chain: tuple[str, ...]) -> None:
+def _add_with_dependencies(
+    configs: list[RunConfig], spec: SweepSpec, name: str, length: float, seed: int, chain: tuple[str, ...], digests: dict
+) -> None:
     if name in chain:
         raise ConfigError(f"method dependency cycle: {' -> '.join(chain + (name,))}")
-    cfg = _validate_params(resolve_run_config(spec.preset, name, length, seed, spec.overrides))
+    cfg = _validate_params(resolve_run_config(spec.preset, name, length, seed, spec.overrides, digests))
+    if get_method(name).init_from is None:
+        cfg = cfg.model_copy(update={"init": "method"})  # `init` means nothing here: same run either way
     dep = dependency_of(cfg)
     if dep:
-        _add_with_dependencies(configs, spec, dep, length, seed, chain + (name,))
+        _add_with_dependencies(configs, spec, dep, length, seed, chain + (name,), digests)
     if all(c.config_hash() != cfg.config_hash() for c in configs):
         configs.append(cfg)
 

@@ -20,7 +20,7 @@ from rtrbench.datasets.transforms import JointTransform
 from rtrbench.datasets.labelio import write_label_png
 from rtrbench.datasets.voc import ScribbleDataset, collate, read_class_names, scribble_dir
 from rtrbench.errors import ConfigError, NonFiniteLossError
-from rtrbench.evaluate import EvalResult, evaluate, predict
+from rtrbench.evaluate import EvalResult, evaluate
 from rtrbench.methods.base import Batch, Method, MethodContext
 from rtrbench.metrics import DEFAULT_TRIMAP_WIDTHS
 from rtrbench.network import DeepLabV3Plus, load_backbone_weights
@@ -72,9 +72,8 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.class_names = read_class_names(ctx.data_root)
         k = len(self.class_names)
-        self.method = ctx.method(
-            ctx.method.Params.model_validate(cfg.params), MethodContext(k, self.class_names, ctx.device, ctx.run_dir)
-        )
+        method_ctx = MethodContext(k, self.class_names, ctx.device, ctx.run_dir, cfg.train.batch_average)
+        self.method = ctx.method(ctx.method.Params.model_validate(cfg.params), method_ctx)
         transform = JointTransform(data.crop_size, data.scale_min, data.scale_max, data.flip)
         self.train_set = ScribbleDataset(ctx.data_root, "train", cfg.length, transform, self.method.extra_maps(), cfg.seed)
         self.val_set = ScribbleDataset(ctx.data_root, "val")
@@ -138,11 +137,11 @@ class Trainer:
         for epoch in range(self.start_epoch + 1, cfg.train.epochs + 1):
             self._train_epoch(epoch)
             if epoch % cfg.train.eval_every == 0 and epoch < cfg.train.epochs:
-                result = evaluate(self.model, self._val_loader(), len(self.class_names), ctx.device)
+                result = self._evaluate()
                 ctx.logger.log_metrics({"val_miou": result.miou}, step=epoch)
             self._save(epoch)  # last: a run killed before this repeats the whole epoch, evaluation included
             ctx.progress.epoch_done(f"val mIoU {result.miou:.3f}" if result else "")
-        final = evaluate(self.model, self._val_loader(), len(self.class_names), ctx.device, DEFAULT_TRIMAP_WIDTHS)
+        final = self._evaluate(DEFAULT_TRIMAP_WIDTHS, keep=self.val_set.ids[:N_PREVIEW])
         self._log_final(final)
         ctx.progress.end_run()
         return final
@@ -168,20 +167,7 @@ class Trainer:
         sums: dict[str, float] = {}
         for index, raw in enumerate(loader):
             batch = self._to_batch(raw)
-            logits = self.model(batch.image)
-            terms = self.method.loss(logits, batch)
-            values = {name: float(term.detach()) for name, term in terms.items()}
-            for name, value in values.items():
-                if not math.isfinite(value):
-                    raise NonFiniteLossError(
-                        f"{ctx.cfg.run_name}: loss term '{name}' is {value} at epoch {epoch}, batch {index} "
-                        f"(images {', '.join(batch.ids[:4])}{', ...' if len(batch.ids) > 4 else ''})"
-                    )
-            total = sum(terms.values())
-            self.optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            self.optimizer.step()
-            self.scheduler.step()
+            values = self.train_step(batch, f"epoch {epoch}, batch {index}")
             for name, value in values.items():
                 sums[name] = sums.get(name, 0.0) + value
             ctx.progress.iteration_done(sum(values.values()))
@@ -191,6 +177,23 @@ class Trainer:
         metrics["lr"] = self.optimizer.param_groups[0]["lr"]
         metrics["epoch_seconds"] = time.perf_counter() - started
         ctx.logger.log_metrics({**metrics, **hook_metrics}, step=epoch)
+
+    def train_step(self, batch: Batch, where: str) -> dict[str, float]:
+        """One SGD step on `batch`; returns the loss terms' values. `where` names it in errors."""
+        logits = self.model(batch.image)
+        terms = self.method.loss(logits, batch)
+        values = {name: float(term.detach()) for name, term in terms.items()}
+        for name, value in values.items():
+            if not math.isfinite(value):
+                raise NonFiniteLossError(
+                    f"{self.ctx.cfg.run_name}: loss term '{name}' is {value} at {where} "
+                    f"(images {', '.join(batch.ids[:4])}{', ...' if len(batch.ids) > 4 else ''})"
+                )
+        self.optimizer.zero_grad(set_to_none=True)
+        sum(terms.values()).backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        return values
 
     def _to_batch(self, raw: dict) -> Batch:
         device = self.ctx.device
@@ -204,10 +207,9 @@ class Trainer:
             extra={k: v.to(device, non_blocking=True) for k, v in raw.items() if k not in core},
         )
 
-    def _val_loader(self) -> DataLoader:
-        return DataLoader(
-            self.val_set, batch_size=self.ctx.cfg.train.batch_size, num_workers=self.ctx.cfg.data.num_workers, collate_fn=collate
-        )
+    def _evaluate(self, trimap_widths: tuple[int, ...] | None = None, keep: list[str] = ()) -> EvalResult:
+        k, workers = len(self.class_names), self.ctx.cfg.data.num_workers
+        return evaluate(self.model, self.val_set, k, self.ctx.device, trimap_widths, keep, workers)
 
     # -- results ---------------------------------------------------------------------------
     def _log_final(self, result: EvalResult) -> None:
@@ -229,26 +231,26 @@ class Trainer:
         )
         pd.DataFrame({"class": self.class_names, "iou": result.class_iou}).to_csv(out / "class_iou.csv", index=False)
         torch.save({"model": self.model.state_dict(), "config": ctx.cfg.model_dump(mode="json")}, out / "model.pt")
-        previews = self._preview(out / "predictions.png", out / "preview")
+        previews = self._preview(result.predictions, out / "predictions.png", out / "preview")
         for name in ("config.json", "confusion.csv", "trimap.csv", "class_iou.csv", "predictions.png"):
             logger.log_artifact(out / name)
         for path in previews:
             logger.log_artifact(path, "preview")
         logger.log_artifact(out / "model.pt", "checkpoint")
 
-    def _preview(self, grid_path: Path, folder: Path) -> list[Path]:
+    def _preview(self, predictions: dict[str, np.ndarray], grid_path: Path, folder: Path) -> list[Path]:
         """The prediction grid, and per preview image its files for the report's qualitative grid.
 
         The first N_PREVIEW val images in val.txt order, so every run of a sweep shows the same
-        ones: `<id>_image.jpg` (the original bytes), `<id>_gt.png`, `<id>_pred.png` and, where
-        the data set has val scribbles at this length, `<id>_scribbles.png`.
+        ones, with the very predictions the final evaluation scored: `<id>_image.jpg` (the
+        original bytes), `<id>_gt.png`, `<id>_pred.png` and, where the data set has val
+        scribbles at this length, `<id>_scribbles.png`.
         """
         folder.mkdir(parents=True, exist_ok=True)
         images, gts, preds, files = [], [], [], []
         for index in range(min(N_PREVIEW, len(self.val_set))):
             s = self.val_set.load(index)
-            tensor = torch.from_numpy(s.image).permute(2, 0, 1).float()[None].to(self.ctx.device)
-            pred = predict(self.model, tensor)[0].cpu().numpy().astype(np.uint8)
+            pred = predictions[s.image_id]
             images.append(s.image)
             gts.append(s.maps["gt"])
             preds.append(pred)

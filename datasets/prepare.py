@@ -4,7 +4,8 @@
   val list, and VOC's train list joined with every SBD image (the usual "train_aug" set);
 - ``SegmentationClassAug/<id>.png``: VOC's own ``SegmentationClass`` mask where there is one
   (it marks object boundaries void), else SBD's ``cls/<id>.mat``;
-- ``pascal_2012_scribble/<id>.png`` rasterised from ScribbleSup's XML polylines;
+- ``pascal_2012_scribble/<id>.png`` rasterised from ScribbleSup's XML polylines (class tags: the
+  data set's names, their usual aliases, or the names of ``cfg.class_map``);
 - ``pascal_2012_scribble<r>/<id>.png`` shortened with the synthetic set's ``shorten_polyline``:
   exactly along the XML polylines when there are some, else along the skeletons of the PNG
   strokes. r = 0 leaves one disk per stroke at its middle.
@@ -30,7 +31,7 @@ from rtrbench.atomic import write_atomic
 from rtrbench.datasets.labelio import read_label_png, write_label_png_atomic
 from rtrbench.datasets.sbd import read_sbd_mask, sbd_ids, sbd_mask_path
 from rtrbench.datasets.scribbles import Stroke, rasterize_strokes, shorten_strokes, strokes_from_labels
-from rtrbench.datasets.scribblesup_xml import XmlSource, class_lookup, parse_scribble_xml
+from rtrbench.datasets.scribblesup_xml import ClassLookup, XmlSource, class_lookup, parse_scribble_xml
 from rtrbench.datasets.voc import gt_dir, read_class_names, read_id_list, scribble_dir
 from rtrbench.errors import DataError
 
@@ -55,7 +56,7 @@ def prepare(cfg: PrepareConfig, progress: Progress | None = None) -> PrepareOutc
     with XmlSource(cfg.scribbles) if cfg.scribbles else nullcontext() as xml:
         ids = list(dict.fromkeys([*listed, *(xml.ids() if xml else [])]))  # lists' order, then XML-only ids
         in_lists = set(listed)
-        builder = ImageBuilder(cfg, xml, class_lookup(read_class_names(root)), outcome)
+        builder = ImageBuilder(cfg, xml, class_lookup(read_class_names(root), cfg.class_map), outcome)
         for done, image_id in enumerate(ids, start=1):
             builder.build(image_id, image_id in in_lists)
             if progress is not None:
@@ -99,7 +100,7 @@ def write_missing_lists(cfg: PrepareConfig, outcome: PrepareOutcome) -> list[str
 class ImageBuilder:
     """Writes one image's GT and scribble files, each only when missing (or with ``force``)."""
 
-    def __init__(self, cfg: PrepareConfig, xml: XmlSource | None, classes: dict[str, int], outcome: PrepareOutcome) -> None:
+    def __init__(self, cfg: PrepareConfig, xml: XmlSource | None, classes: ClassLookup, outcome: PrepareOutcome) -> None:
         self.cfg, self.xml, self.classes, self.outcome = cfg, xml, classes, outcome
         self.lengths = sorted({float(r) for r in cfg.lengths} - {1.0})  # 1 is the full set itself
 
@@ -189,7 +190,7 @@ class Strokes:
 class StrokeSource:
     """An image's full-length strokes: its XML polylines if any, else the skeletons of its PNG strokes."""
 
-    def __init__(self, image: ImageFiles, xml: XmlSource | None, classes: dict[str, int]) -> None:
+    def __init__(self, image: ImageFiles, xml: XmlSource | None, classes: ClassLookup) -> None:
         self.image, self.xml, self.classes = image, xml, classes
         self.has_xml = xml is not None and image.id in xml
 

@@ -11,7 +11,8 @@ The format (Lin et al. 2016; the reference conversion script `readspots.m` reads
 
 Coordinates are 0-based pixel columns (X) and rows (Y); points outside the image are clamped
 into it, as the reference script does. Element names are matched without regard to case, and
-class names without regard to case, spaces and punctuation ("TV/Monitor" = "tvmonitor").
+class names without regard to case, spaces and punctuation ("TV/Monitor" = "tvmonitor"). A tag
+may also be a usual alias of a VOC class ("plane", "tv") or a name mapped by a class-map file.
 The files come from a folder or a .zip archive of XML files.
 """
 
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import re
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from xml.etree import ElementTree
@@ -27,7 +28,7 @@ from xml.etree import ElementTree
 import numpy as np
 
 from rtrbench.datasets.scribbles import Stroke
-from rtrbench.errors import DataError
+from rtrbench.errors import ConfigError, DataError
 
 
 @dataclass(frozen=True)
@@ -39,16 +40,92 @@ class XmlScribbles:
     strokes: list[Stroke]
 
 
-def class_lookup(names: Sequence[str]) -> dict[str, int]:
-    """Normalised class name -> class index."""
-    return {_normalise(name): index for index, name in enumerate(names)}
+# Other spellings of VOC's class names (keys: VOC_CLASSES), as other tools and data sets write
+# them. Used only for the classes a data set has, and never over one of its own names, so they
+# cannot change what a non-VOC class list means. Spellings that normalise to the class name
+# itself ("dining table", "tv/monitor", "potted plant") need no entry.
+VOC_ALIASES: dict[str, tuple[str, ...]] = {
+    "background": ("bg",),
+    "aeroplane": ("plane", "airplane", "aircraft"),
+    "bicycle": ("bike",),
+    "boat": ("ship",),
+    "car": ("automobile",),
+    "diningtable": ("table",),
+    "motorbike": ("motorcycle",),
+    "person": ("people", "human"),
+    "pottedplant": ("plant", "houseplant"),
+    "sofa": ("couch",),
+    "tvmonitor": ("tv", "monitor", "television"),
+}
+
+
+@dataclass(frozen=True)
+class ClassLookup:
+    """XML tag -> class index: the data set's names, their usual aliases, and a class map's names."""
+
+    names: tuple[str, ...]
+    index: dict[str, int]  # normalised tag -> class index
+    has_aliases: bool
+    class_map: Path | None = None
+
+    def label(self, tag: str, where: str) -> int:
+        label = self.index.get(_normalise(tag))
+        if label is None:
+            extra = ", or their usual aliases" if self.has_aliases else ""
+            if self.class_map is not None:
+                extra += f", or the names mapped in {self.class_map}"
+            raise DataError(
+                f"{where}: unknown class name {tag!r} (accepted: {', '.join(self.names)}{extra}; "
+                "map other names with --class-map)"
+            )
+        return label
+
+
+def class_lookup(names: Sequence[str], class_map: Path | None = None) -> ClassLookup:
+    """The lookup for a data set's class ``names``; a ``class_map`` file's names win over all others."""
+    own = {_normalise(name): index for index, name in enumerate(names)}
+    aliases = {
+        _normalise(alias): own[target] for target, spellings in VOC_ALIASES.items() if target in own for alias in spellings
+    }
+    index = aliases | own  # a data set's own name beats an alias of another class
+    if class_map is not None:
+        index |= read_class_map(class_map, names)  # explicit: beats everything
+    return ClassLookup(tuple(names), index, bool(aliases), class_map)
+
+
+def read_class_map(path: Path, names: Sequence[str]) -> dict[str, int]:
+    """Lines ``name_in_xml = class_name`` -> {normalised name_in_xml: index}; blank lines and # comments skipped."""
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: class map not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read class map ({exc})") from None
+    own = {_normalise(name): index for index, name in enumerate(names)}
+    mapping: dict[str, int] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        where = f"{path}:{number}"
+        tag, equals, target = (part.strip() for part in line.partition("="))
+        if not equals or not _normalise(tag) or not target:
+            raise ConfigError(f"{where}: expected 'name_in_xml = class_name', found {line!r}")
+        label = own.get(_normalise(target))
+        if label is None:
+            raise ConfigError(f"{where}: {target!r} is not a class name (expected one of: {', '.join(names)})")
+        key = _normalise(tag)
+        if mapping.get(key, label) != label:  # the same name twice, to different classes
+            raise ConfigError(f"{where}: {tag!r} is already mapped to {names[mapping[key]]!r}")
+        mapping[key] = label
+    return mapping
 
 
 def _normalise(name: str) -> str:
     return re.sub(r"[^0-9a-z]", "", name.lower())
 
 
-def parse_scribble_xml(data: bytes, where: str, classes: Mapping[str, int]) -> XmlScribbles:
+def parse_scribble_xml(data: bytes, where: str, classes: ClassLookup) -> XmlScribbles:
     """Strokes of one ScribbleSup XML file; ``where`` names the file in errors."""
     try:
         root = ElementTree.fromstring(data)
@@ -62,10 +139,7 @@ def parse_scribble_xml(data: bytes, where: str, classes: Mapping[str, int]) -> X
         raise DataError(f"{where}: image size {width}×{height} is empty")
     strokes: list[Stroke] = []
     for polygon in _children(root, "polygon"):
-        name = (_child(polygon, "tag", where).text or "").strip()
-        label = classes.get(_normalise(name))
-        if label is None:
-            raise DataError(f"{where}: unknown class name {name!r}")
+        label = classes.label((_child(polygon, "tag", where).text or "").strip(), where)
         points = [
             (_number(_child(p, "y", where), where, float), _number(_child(p, "x", where), where, float))
             for p in _children(polygon, "point")

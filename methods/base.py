@@ -40,6 +40,7 @@ class MethodContext:
     class_names: tuple[str, ...]
     device: torch.device
     run_dir: Path
+    batch_average: bool = False  # see `Method.batch_averaged`
 
 
 class Method:
@@ -64,6 +65,13 @@ class Method:
     def loss(self, logits: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
         """Named scalar loss terms (already weighted); the trainer minimises their sum."""
         raise NotImplementedError
+
+    def batch_averaged(self, term: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """A pixel-averaged term (PCE, full CE, robust CE), divided by the batch size N when the
+        run follows the reference code's convention (`train.batch_average`; its
+        `SegmentationLosses(batch_average=True)` and Grid-TR loss divide by N). Per-image means
+        (the Potts and dense terms) are not passed through this."""
+        return term / batch.image.shape[0] if self.ctx.batch_average else term
 
     def extra_maps(self) -> Mapping[str, MapSource]:
         """Per-image label maps the loader should add to each batch (in `Batch.extra`), e.g.

@@ -32,4 +32,5 @@ class DenseGD(Method):
         p = self.params
         probs = torch.softmax(logits, 1)
         reg = dense_crf_loss(batch.image, probs, batch.roi, p.weight, p.sigma_rgb, p.sigma_xy, p.scale, p.filter_backend)
-        return {"ce": partial_cross_entropy(logits, batch.scribbles, batch.roi), "reg": reg}
+        ce = self.batch_averaged(partial_cross_entropy(logits, batch.scribbles, batch.roi), batch)
+        return {"ce": ce, "reg": reg}

@@ -9,28 +9,52 @@ import time
 from collections import deque
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from rtrbench.datasets.labelio import IGNORE, read_label_png, write_label_png
 from rtrbench.errors import ConfigError
 from rtrbench.methods.base import Batch, Method, MethodContext
-from rtrbench.methods.robust_loss import robust_cross_entropy
+from rtrbench.methods.robust_loss import eps_from_weight, robust_cross_entropy
 from rtrbench.methods.stage_a import StageAProblem, StageAResult, solve
 from rtrbench.metrics import ConfusionAccumulator
 
 PROB_BATCH = 16  # un-augmented images per forward pass in stage A
 
 
+DEFAULT_PROPOSAL_WEIGHT = 0.05  # r; the reference's ε table spans r ≈ 0.004 … 0.16 (K = 21)
+
+
 class GridTRParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    eps: float = Field(0.5, ge=0, lt=1)  # robustness ε of eq. 24; needs ε < (K−1)/K
+    # Robustness of stage B, as one of: `proposal_weight` r in (0, 1], the most a proposal
+    # pixel weighs against a seed (means the same for any K), or the paper's ε of eq. 24
+    # (needs ε < (K−1)/K). Neither: r = DEFAULT_PROPOSAL_WEIGHT. See `robust_loss`.
+    proposal_weight: float | None = Field(None, gt=0, le=1)
+    eps: float | None = Field(None, ge=0, lt=1)
     lam: float = Field(1.0, gt=0)  # λ: weight of the unary −log q in stage A
     nu: float = Field(10.0, ge=0)  # ν: weight of the 8-grid Potts term in stage A
     every: int = Field(5, ge=1)  # M: stage A once every M epochs
     max_sweeps: int = Field(5, ge=0)  # α-expansion sweeps over the labels
+    # Start of the first pass (later passes start from the previous proposal): "unary" = the
+    # best allowed label per pixel; "lowest" = the lowest allowed label everywhere, as the
+    # reference code does (its x0 is all zeros over the restricted label set).
+    init: Literal["unary", "lowest"] = "unary"
+
+    @model_validator(mode="after")
+    def _one_robustness(self) -> GridTRParams:
+        if self.eps is not None and self.proposal_weight is not None:
+            raise ValueError("give either eps or proposal_weight, not both")
+        return self
+
+    def robust_eps(self, num_classes: int) -> float:
+        if self.eps is not None:
+            return self.eps
+        return eps_from_weight(self.proposal_weight or DEFAULT_PROPOSAL_WEIGHT, num_classes)
 
 
 class GridTR(Method):
@@ -42,8 +66,9 @@ class GridTR(Method):
     def __init__(self, params: GridTRParams, ctx: MethodContext) -> None:
         super().__init__(params, ctx)
         k = ctx.num_classes
-        if params.eps >= (k - 1) / k:
-            raise ConfigError(f"grid-tr: eps {params.eps} must be < (K-1)/K = {(k - 1) / k:.4f} for K = {k} classes")
+        self.eps = params.robust_eps(k)
+        if self.eps >= (k - 1) / k:
+            raise ConfigError(f"grid-tr: eps {self.eps} must be < (K-1)/K = {(k - 1) / k:.4f} for K = {k} classes")
         self.proposal_dir = ctx.run_dir / "proposals"
         self._executor: Executor | None = None
 
@@ -58,7 +83,7 @@ class GridTR(Method):
     def loss(self, logits: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
         seeds = batch.scribbles.masked_fill(~batch.roi, IGNORE)
         proposal = batch.extra["proposal"].masked_fill(~batch.roi, IGNORE)
-        return {"robust_ce": robust_cross_entropy(logits, proposal, seeds, self.params.eps)}
+        return {"robust_ce": self.batch_averaged(robust_cross_entropy(logits, proposal, seeds, self.eps), batch)}
 
     # -- stage A -----------------------------------------------------------------------------
     def on_epoch_start(self, epoch: int, model: torch.nn.Module, train_set) -> dict[str, float]:
@@ -112,7 +137,7 @@ class GridTR(Method):
                     has_previous = previous is not None and (previous != IGNORE).all()
                     yield StageAProblem(
                         sample.image_id, sample.image, p.lam * neg_log_q, sample.maps["scribbles"],
-                        previous if has_previous else None, p.nu, p.max_sweeps,
+                        previous if has_previous else None, p.nu, p.max_sweeps, p.init,
                     )  # fmt: skip
         finally:
             model.train(was_training)

@@ -22,7 +22,7 @@ class PCEGD(Method):
     description = "partial cross-entropy on scribbles, gradient descent (eq. 6)"
 
     def loss(self, logits: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
-        return {"ce": partial_cross_entropy(logits, batch.scribbles, batch.roi)}
+        return {"ce": self.batch_averaged(partial_cross_entropy(logits, batch.scribbles, batch.roi), batch)}
 
 
 class FullSupervision(Method):
@@ -31,4 +31,4 @@ class FullSupervision(Method):
     uses_scribbles = False
 
     def loss(self, logits: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
-        return {"ce": partial_cross_entropy(logits, batch.gt, batch.roi)}
+        return {"ce": self.batch_averaged(partial_cross_entropy(logits, batch.gt, batch.roi), batch)}

@@ -24,6 +24,7 @@ class StageAProblem:
     previous: np.ndarray | None  # the image's last proposal (H×W uint8), if any
     nu: float
     max_sweeps: int
+    init: str = "unary"  # first pass: "unary" (best allowed label) or "lowest" (lowest allowed label)
 
 
 @dataclass(frozen=True)
@@ -42,9 +43,15 @@ def allowed_labels(seeds: np.ndarray, num_classes: int) -> np.ndarray:
     return present if len(present) >= 2 else np.arange(num_classes)
 
 
-def initial_labels(unary: np.ndarray, seeds: np.ndarray, labels: np.ndarray, previous: np.ndarray | None) -> np.ndarray:
-    """The previous proposal where it is valid, else the best allowed label per pixel; seeds on top."""
-    init = labels[np.argmin(unary[..., labels], axis=-1)]
+def initial_labels(
+    unary: np.ndarray, seeds: np.ndarray, labels: np.ndarray, previous: np.ndarray | None, mode: str = "unary"
+) -> np.ndarray:
+    """The previous proposal where it is valid, else the best allowed label per pixel (mode
+    "unary") or the lowest allowed label (mode "lowest"); seeds on top."""
+    if mode == "lowest":
+        init = np.full(unary.shape[:2], labels.min(), np.int64)
+    else:
+        init = labels[np.argmin(unary[..., labels], axis=-1)]
     if previous is not None:
         valid = np.isin(previous, labels)
         init = np.where(valid, previous, init)
@@ -56,7 +63,7 @@ def solve(problem: StageAProblem) -> StageAResult:
     k = problem.unary.shape[-1]
     weights = contrast_weights(problem.image, nu=problem.nu)
     labels = allowed_labels(problem.seeds, k)
-    init = initial_labels(problem.unary, problem.seeds, labels, problem.previous)
+    init = initial_labels(problem.unary, problem.seeds, labels, problem.previous, problem.init)
     out = alpha_expansion(problem.unary, weights, problem.seeds, labels, init, problem.max_sweeps)
     seeded = problem.seeds != IGNORE
     return StageAResult(

@@ -13,10 +13,13 @@ import json
 
 import pandas as pd
 
+from rtrbench.config import RUNTIME_KEYS
+
 FULL_ROW = "full supervision"
 METHOD_ORDER = ("pce-gd", "dense-gd", "grid-gd", "grid-tr")  # the paper's order; others follow by name
-_SEED_KEYS = frozenset({"seed"})
-_REFERENCE_FREE_KEYS = frozenset({"seed", "length"})  # the reference does not depend on the length
+# Runtime-only keys (data path, workers, ...) never split a row: they do not change results.
+_SEED_KEYS = frozenset({"seed"}) | RUNTIME_KEYS
+_REFERENCE_FREE_KEYS = _SEED_KEYS | {"length"}  # the reference does not depend on the length
 
 
 def is_reference(runs: pd.DataFrame) -> pd.Series:

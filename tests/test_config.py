@@ -81,3 +81,51 @@ def test_builtin_presets_resolve(tmp_path):
     broken.write_text("[train\n")
     with pytest.raises(ConfigError, match="p.toml: invalid preset"):
         load_preset(str(broken))
+
+
+# -- run identity: what changes the result, not where it lies -----------------------------------
+
+
+def test_hash_ignores_the_data_folder_and_runtime_settings(tmp_path):
+    import shutil
+
+    from tests.conftest import make_pascal_tree
+
+    root = make_pascal_tree(tmp_path / "a" / "voc")
+    moved = tmp_path / "b" / "VOC2012"
+    shutil.copytree(root, moved)
+    base = resolve_run_config(PRESET, "pce-gd", 0.3, 0, {"data.root": str(root), "data.name": "voc"})
+    same = resolve_run_config(PRESET, "pce-gd", 0.3, 0, {"data.root": str(moved), "data.name": "VOC2012", "data.num_workers": 4})
+    assert base.data.digest and base.data.digest == same.data.digest
+    assert base.config_hash() == same.config_hash()
+    # other data (one more training image) is another run
+    with (moved / "ImageSets" / "SegmentationAug" / "train.txt").open("a") as f:
+        f.write("tr0\n")
+    assert resolve_run_config(PRESET, "pce-gd", 0.3, 0, {"data.root": str(moved)}).config_hash() != base.config_hash()
+    # the class names are part of the data
+    (root / "classes.txt").write_text("background\nsquare\nstripe\n")
+    assert resolve_run_config(PRESET, "pce-gd", 0.3, 0, {"data.root": str(root)}).config_hash() != base.config_hash()
+
+
+def test_hash_identifies_weights_by_content(tmp_path):
+    a, b, c = tmp_path / "a.pth", tmp_path / "copy" / "b.pth", tmp_path / "c.pth"
+    b.parent.mkdir()
+    a.write_bytes(b"weights")
+    b.write_bytes(b"weights")
+    c.write_bytes(b"other weights")
+    hashes = [resolve_run_config(PRESET, "pce-gd", 0.3, 0, {"model.backbone_weights": str(p)}).config_hash() for p in (a, b, c)]
+    assert hashes[0] == hashes[1] != hashes[2]
+    with pytest.raises(ConfigError, match="missing.pth: backbone weights file not found"):
+        resolve_run_config(PRESET, "pce-gd", 0.3, 0, {"model.backbone_weights": str(tmp_path / "missing.pth")})
+
+
+def test_init_scratch_does_not_change_runs_without_a_dependency():
+    from rtrbench.sweep import SweepSpec, plan
+
+    def hashes(overrides):
+        spec = SweepSpec(load_preset("smoke"), ("pce-gd", "grid-gd"), (0.3,), (0,), overrides)
+        return {c.method: c.config_hash() for c in plan(spec)}
+
+    method, scratch = hashes({}), hashes({"init": "scratch"})
+    assert method["pce-gd"] == scratch["pce-gd"]  # the finished baseline is reused
+    assert method["grid-gd"] != scratch["grid-gd"]  # fine-tuned vs from scratch: two runs

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rtrbench.methods.robust_loss import robust_cross_entropy
+from rtrbench.methods.robust_loss import eps_from_weight, proposal_weight, robust_cross_entropy
 
 K = 4
 
@@ -19,7 +19,7 @@ def closed_form(logits, proposal, seeds, eps):
     b = 1 - K * a
     q = torch.softmax(logits, 1)
     total = torch.zeros((), dtype=logits.dtype)
-    n_seeds = 0
+    n_seeds = n_proposal = 0
     n, _, h, w = logits.shape
     for i in range(n):
         for y in range(h):
@@ -29,7 +29,8 @@ def closed_form(logits, proposal, seeds, eps):
                     n_seeds += 1
                 elif proposal[i, y, x] != 255:
                     total = total - torch.log(a + b * q[i, proposal[i, y, x], y, x])
-    return total / max(n_seeds, 1)
+                    n_proposal += 1
+    return total / (n_seeds or max(n_proposal, 1))  # no seed: the mean over proposal pixels
 
 
 def random_problem(seed, dtype=torch.float64):
@@ -85,3 +86,51 @@ def test_eps_must_keep_b_positive():
     logits, proposal, seeds = random_problem(0)
     with pytest.raises(ValueError, match="eps < \\(K-1\\)/K"):
         robust_cross_entropy(logits, proposal, seeds, 0.75)
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.5])
+def test_a_batch_without_seeds_is_the_mean_over_its_proposal(eps):
+    logits, proposal, _ = random_problem(5)
+    no_seeds = torch.full_like(proposal, 255)
+    expected = closed_form(logits, proposal, no_seeds, eps)
+    got = robust_cross_entropy(logits, proposal, no_seeds, eps)
+    assert got.item() == pytest.approx(expected.item(), rel=1e-10)
+    # a mean: each robust pixel costs at most −log a, so the batch does too (not a sum over pixels)
+    if eps:
+        assert got.item() <= -math.log(eps / (K - 1))
+
+
+# -- the robustness parameter across K ---------------------------------------------------------
+
+# The reference's ε table (K = 21) and the proposal weight r = b/(a + b) each ε gives,
+# computed by hand: a = ε/20, b = 1 − 21·a.
+REFERENCE_EPS = {1.0: 0.944, 0.8: 0.946, 0.5: 0.9514, 0.3: 0.9516, 0.0: 0.9522}
+REFERENCE_R = {1.0: 0.157143, 0.8: 0.124074, 0.5: 0.0211934, 0.3: 0.0169421, 0.0: 0.00397490}
+
+
+@pytest.mark.parametrize("length", REFERENCE_EPS)
+def test_reference_eps_table_maps_to_proposal_weights_and_back(length):
+    eps = REFERENCE_EPS[length]
+    r = proposal_weight(eps, 21)
+    assert r == pytest.approx(REFERENCE_R[length], rel=1e-4)
+    assert eps_from_weight(r, 21) == pytest.approx(eps, rel=1e-12)
+
+
+@pytest.mark.parametrize("k", [2, 5, 21])
+@pytest.mark.parametrize("r", [1.0, 0.5, 0.1, 0.01])
+def test_proposal_weight_is_the_gradient_ratio_at_q_one(k, r):
+    """Independent of the formula: the gradient of −log(a + b·q) at q = 1 relative to that of −log q."""
+    eps = eps_from_weight(r, k)
+    a = eps / (k - 1)
+    b = 1 - k * a
+    q = torch.tensor(1.0, dtype=torch.float64, requires_grad=True)
+    (g,) = torch.autograd.grad(-torch.log(a + b * q), q)
+    assert -g.item() == pytest.approx(r, rel=1e-9)
+    assert eps < (k - 1) / k
+
+
+def test_same_proposal_weight_means_the_same_weight_for_k5_and_k21():
+    # the synth preset's old ε = 0.5 with K = 5 weighs a proposal pixel 0.75 of a seed; the
+    # reference's ε at length 0.3 with K = 21 only 0.017
+    assert proposal_weight(0.5, 5) == pytest.approx(0.75)
+    assert proposal_weight(eps_from_weight(0.017, 5), 5) == pytest.approx(proposal_weight(eps_from_weight(0.017, 21), 21))
