@@ -16,6 +16,7 @@ def test_pascal_preset_has_the_reference_settings():
     assert (cfg.data.crop_size, cfg.data.scale_min, cfg.data.scale_max, cfg.data.flip) == (513, 0.5, 2.0, True)
     assert (cfg.train.batch_size, cfg.train.epochs, cfg.train.lr, cfg.train.head_lr_mult) == (12, 60, 0.007, 10.0)
     assert (cfg.train.momentum, cfg.train.weight_decay, cfg.train.poly_power) == (0.9, 5e-4, 0.9)
+    assert cfg.train.batch_average  # the reference's loss scaling (its update: tests/test_reference_update.py)
     assert (cfg.model.output_stride, cfg.model.width_mult) == (16, 1.0)
     dense = resolve_run_config(load_preset("pascal"), "dense-gd", 0.3, 0).params
     assert dense == {"weight": 2e-9, "sigma_rgb": 15.0, "sigma_xy": 100.0, "scale": 0.5}
@@ -23,7 +24,7 @@ def test_pascal_preset_has_the_reference_settings():
     for length, (eps, lam) in expected.items():
         tr = resolve_run_config(load_preset("pascal"), "grid-tr", length, 0)
         assert (tr.params["eps"], tr.params["lam"], tr.params["nu"], tr.params["every"], tr.params["max_sweeps"]) == (eps, lam, 100.0, 5, 5)
-        assert tr.train.lr == 0.0007
+        assert tr.train.lr == 0.0007 and tr.params["init"] == "lowest" and tr.params.get("proposal_weight") is None
 
 
 @pytest.mark.slow

@@ -146,3 +146,16 @@ def test_unknown_label(pascal_tree):
 def test_rgb_mask_is_rejected(pascal_tree):
     Image.new("RGB", (48, 40)).save(pascal_tree / "pascal_2012_scribble" / "tr0.png")
     assert "tr0.png: label map must be an indexed or greyscale PNG, got mode RGB" in _error(pascal_tree)
+
+
+def test_extra_maps_stay_pixel_aligned_through_scale_crop_and_flip(pascal_tree):
+    """Grid-TR's proposals travel through the loader as an extra map: one equal to the GT must
+    come out equal to the GT's crop, pixel for pixel, for every scale/crop/flip drawn."""
+    transform = JointTransform(32, 0.5, 2.0, flip=True)
+    gt_of = lambda image_id: read_label_png(pascal_tree / "SegmentationClassAug" / f"{image_id}.png")  # noqa: E731
+    ds = ScribbleDataset(pascal_tree, "train", 1.0, transform, {"proposal": gt_of}, seed=1)
+    for epoch in range(4):  # 24 draws of scale, crop and flip
+        ds.set_epoch(epoch)
+        for index in range(len(ds)):
+            item = ds[index]
+            assert torch.equal(item["proposal"], item["gt"]), (epoch, index)
