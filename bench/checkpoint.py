@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from rtrbench.atomic import write_atomic
-from rtrbench.errors import DataError
+from rtrbench.errors import DataError, one_line
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
@@ -21,4 +21,4 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise DataError(f"{path}: cannot read checkpoint ({' '.join(str(exc).split())[:200]})") from None
+        raise DataError(f"{path}: cannot read checkpoint ({one_line(exc, 200)})") from None

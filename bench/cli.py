@@ -9,7 +9,8 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from rtrbench.config import SCRIBBLE_LENGTHS, PrepareConfig, SynthConfig, load_preset, parse_set_option
+from rtrbench.config import SCRIBBLE_LENGTHS, load_preset, parse_set_option
+from rtrbench.datasets.specs import PrepareConfig, SynthConfig
 from rtrbench.errors import ConfigError, RtrbenchError
 
 app = typer.Typer(help="Benchmark optimizers of regularized losses for scribble-supervised segmentation.", no_args_is_help=True)
@@ -118,7 +119,7 @@ def run(
 
 def _print_table1(tracking) -> None:
     """The experiment's Table-1 view (all its finished runs, this sweep's and earlier ones)."""
-    from rtrbench.reports.runs import runs_frame
+    from rtrbench.reports.mlflow_runs import runs_frame
     from rtrbench.reports.table import miou_table, rich_table
 
     table = miou_table(runs_frame(tracking))
@@ -155,7 +156,7 @@ def report(
 
     from rtrbench.progress import ProgressView
     from rtrbench.reports.build import make_report
-    from rtrbench.reports.runs import latest_experiment, open_experiment
+    from rtrbench.reports.mlflow_runs import latest_experiment, open_experiment
     from rtrbench.reports.table import rich_table
 
     try:
@@ -207,7 +208,7 @@ def data_synth(
     """Write the synthetic scribble data set in the PASCAL layout."""
     import shutil
 
-    from rtrbench.datasets.synthetic_store import write_synthetic_atomic
+    from rtrbench.datasets.synth_cache import write_synthetic_atomic
     from rtrbench.progress import ProgressView
 
     try:
@@ -236,7 +237,7 @@ def data_prepare(
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Build SegmentationClassAug and the (shortened) scribble PNGs, then check the layout."""
-    from rtrbench.data_tables import layout_table, outcome_line, stray_line
+    from rtrbench.data_views import layout_table, outcome_line, stray_line
     from rtrbench.datasets.prepare import prepare
     from rtrbench.datasets.voc_layout import check_readable, summarize_layout
     from rtrbench.progress import ProgressView
@@ -269,7 +270,7 @@ def data_stats(
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Labelled-pixel fraction and strokes per image per scribble length; class shares vs GT."""
-    from rtrbench.data_tables import stats_tables
+    from rtrbench.data_views import stats_tables
     from rtrbench.datasets.scribble_stats import scribble_stats, write_stats_csv
     from rtrbench.progress import ProgressView
 

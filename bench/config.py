@@ -16,8 +16,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from rtrbench.datasets.voc import read_class_names
-from rtrbench.errors import ConfigError, DataError
+from rtrbench.datasets.specs import SynthConfig
+from rtrbench.datasets.classes import read_class_names
+from rtrbench.errors import ConfigError, DataError, one_line
 
 SCRIBBLE_LENGTHS = (0.0, 0.3, 0.5, 0.8, 1.0)
 # Flattened config keys that say where or how a run executes, not what it computes: left out
@@ -27,36 +28,6 @@ RUNTIME_KEYS = frozenset({"data.root", "data.name", "data.num_workers", "model.b
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SynthConfig(_Strict):
-    """Parameters of the generated synthetic data set (used when ``data.root`` is unset)."""
-
-    seed: int = 0
-    n_train: int = Field(160, ge=1)
-    n_val: int = Field(60, ge=0)
-    size: int = Field(96, ge=32)
-    classes: int = Field(5, ge=2, le=25)  # 6 shapes × 4 textures + background
-
-
-class PrepareConfig(_Strict):
-    """What `rtrbench data prepare` builds in a PASCAL VOC root (DESIGN §4)."""
-
-    root: Path
-    scribbles: Path | None = None  # ScribbleSup XML files: a folder or a .zip
-    sbd: Path | None = None  # SBD's benchmark_RELEASE/dataset (holds cls/*.mat)
-    class_map: Path | None = None  # `name_in_xml = class_name` lines for tags the XML reader does not know
-    lengths: tuple[float, ...] = (0.0, 0.3, 0.5, 0.8)  # shortened scribble sets to write
-    stroke_width: int = Field(3, ge=1)  # the reference conversion draws 3 px lines
-    click_radius: float = Field(3.0, ge=0)  # radius of the disk left by a length-0 stroke
-    force: bool = False  # rewrite files that already exist
-
-    @model_validator(mode="after")
-    def _lengths_in_range(self) -> PrepareConfig:
-        bad = [f"{r:g}" for r in self.lengths if not 0 <= r <= 1]
-        if bad:
-            raise ValueError(f"scribble lengths {', '.join(bad)} outside 0..1")
-        return self
 
 
 class DataConfig(_Strict):
@@ -161,7 +132,7 @@ def load_preset(name_or_path: str) -> Preset:
     try:
         return Preset.model_validate(tomllib.loads(text))
     except (tomllib.TOMLDecodeError, ValidationError) as exc:
-        raise ConfigError(f"{path}: invalid preset ({_one_line(exc)})") from None
+        raise ConfigError(f"{path}: invalid preset ({one_line(exc)})") from None
 
 
 def resolve_run_config(
@@ -199,7 +170,7 @@ def resolve_run_config(
     try:
         cfg = RunConfig.model_validate(tree)
     except ValidationError as exc:
-        raise ConfigError(f"invalid configuration for {method} at length {length:g}: {_one_line(exc)}") from None
+        raise ConfigError(f"invalid configuration for {method} at length {length:g}: {one_line(exc)}") from None
     memo = {} if digests is None else digests
     data, model = cfg.data, cfg.model
     if data.root is not None:
@@ -283,11 +254,3 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
             raise ConfigError(f"cannot set '{dotted}': '{part}' is not a section")
         node = child
     node[leaf] = value
-
-
-def _one_line(exc: Exception) -> str:
-    if isinstance(exc, ValidationError):
-        return "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}" for err in exc.errors()
-        )
-    return " ".join(str(exc).split())

@@ -76,7 +76,7 @@ class MobileNetV2Backbone(nn.Module):
     high-level features at ``output_stride`` = output of the whole ``features``).
     """
 
-    def __init__(self, width_mult: float = 1.0, output_stride: int = 16, last_conv: bool = True):
+    def __init__(self, width_mult: float = 1.0, output_stride: int = 16):
         super().__init__()
         if output_stride not in (8, 16):
             raise ConfigError(f"network: output_stride must be 8 or 16, got {output_stride}")
@@ -97,11 +97,6 @@ class MobileNetV2Backbone(nn.Module):
                 layers.append(InvertedResidual(cin, cout, stride if i == 0 else 1, t,
                                                previous_dilation if i == 0 else dilation))
                 cin = cout
-        if last_conv:
-            # torchvision's last 1x1 conv (1280 channels, never narrowed below width 1.0).
-            last = _make_divisible(1280 * max(1.0, width_mult))
-            layers.append(ConvBNReLU6(cin, last, kernel=1))
-            cin = last
         self.features = nn.Sequential(*layers)
         self.low_level_channels = _make_divisible(24 * width_mult)
         self.high_level_channels = cin
@@ -149,16 +144,15 @@ class DeepLabV3Plus(nn.Module):
     Input: B x 3 x H x W float RGB in 0..255 (normalised inside with ImageNet mean/std).
     Output: B x num_classes x H x W logits.
 
-    ``backbone_last_conv=False`` drops torchvision's final 1x1 conv (features.18)
-    so the ASPP sees the 320-channel output, as in the paper's reference code
-    (pytorch-deeplab-xception). That is the default: the paper's numbers come from it,
-    and it is 2.3x smaller and ~25% faster; ``True`` keeps torchvision's 1280 channels.
+    The backbone ends before torchvision's final 1x1 conv (features.18), so the ASPP sees the
+    320-channel output, as in the paper's reference code (pytorch-deeplab-xception); the
+    paper's numbers come from it. Loading torchvision weights ignores features.18.
     """
 
     def __init__(self, num_classes: int, width_mult: float = 1.0, decoder_channels: int = 256,
-                 output_stride: int = 16, backbone_last_conv: bool = False):
+                 output_stride: int = 16):
         super().__init__()
-        self.backbone = MobileNetV2Backbone(width_mult, output_stride, backbone_last_conv)
+        self.backbone = MobileNetV2Backbone(width_mult, output_stride)
         rates = (6, 12, 18) if output_stride == 16 else (12, 24, 36)
         self.aspp = ASPP(self.backbone.high_level_channels, decoder_channels, rates)
         low_channels = max(8, decoder_channels * 48 // 256)  # 48 at the standard width 256
@@ -223,7 +217,7 @@ def load_backbone_weights(model: DeepLabV3Plus, path: Path) -> None:
     state = {k.removeprefix("module."): v for k, v in state.items()}
     own = model.backbone.state_dict()
     state = {k: v for k, v in state.items() if not k.startswith("classifier.")
-             and (k in own or not k.startswith("features.18."))}  # features.18 is optional in the model
+             and (k in own or not k.startswith("features.18."))}  # torchvision's last conv, not in the model
     for key, tensor in own.items():
         if key not in state:
             if key.endswith("num_batches_tracked"):  # old checkpoints lack it; BN counts from 0

@@ -9,6 +9,7 @@ by name instead of breaking every other method.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from importlib.metadata import entry_points
 
 from rtrbench.errors import ConfigError
@@ -16,12 +17,14 @@ from rtrbench.methods.base import Method
 
 ENTRY_POINT_GROUP = "rtrbench.methods"
 
+
 @dataclass(frozen=True)
 class Discovered:
     methods: dict[str, type[Method]]
     broken: dict[str, str]  # entry-point name -> one-line reason
 
 
+@cache  # entry points do not change within a process; a sweep asks for methods many times
 def discover() -> Discovered:
     methods: dict[str, type[Method]] = {}
     broken: dict[str, str] = {}

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from rtrbench.config import Preset, RunConfig, resolve_run_config
-from rtrbench.datasets.synthetic_store import ensure_synthetic
-from rtrbench.errors import ConfigError, RtrbenchError
+from rtrbench.datasets.synth_cache import ensure_synthetic
+from rtrbench.errors import ConfigError, RtrbenchError, one_line
 from rtrbench.progress import ProgressView
 from rtrbench.registry import get_method
 from rtrbench.tracking import PARENT_TAG, RunLogger, Tracking
@@ -108,7 +108,7 @@ def _validate_params(cfg: RunConfig) -> RunConfig:
     try:
         params = params_model.model_validate(cfg.params).model_dump(mode="json")
     except Exception as exc:
-        raise ConfigError(f"{cfg.run_name}: invalid method parameters ({' '.join(str(exc).split())})") from None
+        raise ConfigError(f"{cfg.run_name}: invalid method parameters ({one_line(exc)})") from None
     return cfg.model_copy(update={"params": params})
 
 
@@ -188,7 +188,7 @@ class Sweep:
                 logger.finish("KILLED", "interrupted by the user")
             raise
         except Exception as exc:
-            message = _one_line(exc)
+            message = _failure_line(exc)
             if not isinstance(exc, RtrbenchError):  # a bug, not bad input: keep the traceback for the report
                 run_dir.mkdir(parents=True, exist_ok=True)
                 (run_dir / "error.log").write_text(traceback.format_exc())
@@ -227,10 +227,10 @@ class Sweep:
         self.progress.console.print(f"[{style}]{outcome.status:>8}[/] {outcome.name}{miou}{error}", highlight=False, soft_wrap=True)
 
 
-def _one_line(exc: BaseException) -> str:
+def _failure_line(exc: BaseException) -> str:
     text = str(exc).strip()
     if "Original Traceback" in text:  # DataLoader workers wrap errors with their traceback
         text = text.splitlines()[-1].split(": ", 1)[-1]
-    text = " ".join(text.split())
+    text = one_line(text)
     return text if isinstance(exc, RtrbenchError) else f"{type(exc).__name__}: {text}"
 

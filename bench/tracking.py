@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rtrbench.config import RunConfig
-from rtrbench.errors import ConfigError
+from rtrbench.errors import ConfigError, one_line
 
 
 SWEEP_TAG = "rtrbench.sweep"  # marks the parent run of a sweep
@@ -51,7 +51,7 @@ class Tracking:
             found = self.client.get_experiment_by_name(experiment)
             self.experiment_id = found.experiment_id if found else self.client.create_experiment(experiment)
         except Exception as exc:  # bad URI, unreachable server, locked database, ...
-            raise ConfigError(f"tracking URI {self.uri}: {' '.join(str(exc).split())[:300]}") from None
+            raise ConfigError(f"tracking URI {self.uri}: {one_line(exc, 300)}") from None
         self.experiment = experiment
 
     @staticmethod
@@ -144,10 +144,6 @@ class RunLogger:
         items = [Param(k, v[:6000]) for k, v in params.items()]
         for start in range(0, len(items), 100):  # MLflow's per-request limit for params
             self.client.log_batch(self.run_id, params=items[start : start + 100])
-
-    def set_tags(self, tags: dict[str, str]) -> None:
-        for key, value in tags.items():
-            self.client.set_tag(self.run_id, key, value)
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         self.client.log_artifact(self.run_id, str(path), artifact_path)

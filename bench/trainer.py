@@ -18,7 +18,8 @@ from rtrbench.checkpoint import load_checkpoint, save_checkpoint
 from rtrbench.config import RunConfig
 from rtrbench.datasets.transforms import JointTransform
 from rtrbench.datasets.labelio import write_label_png
-from rtrbench.datasets.voc import ScribbleDataset, collate, read_class_names, scribble_dir
+from rtrbench.datasets.classes import read_class_names
+from rtrbench.datasets.voc import ScribbleDataset, collate, scribble_dir
 from rtrbench.errors import ConfigError, NonFiniteLossError
 from rtrbench.evaluate import EvalResult, evaluate
 from rtrbench.methods.base import Batch, Method, MethodContext

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # headless: runs happen on servers and in CI
-import matplotlib.pyplot as plt
 import numpy as np
+# Figure objects, not pyplot: no global backend is selected or changed (a notebook user keeps
+# theirs), and saving to a file needs no display.
+from matplotlib.figure import Figure
 
 from rtrbench.datasets.labelio import voc_palette
 
@@ -22,7 +21,8 @@ def colorize(labels: np.ndarray) -> np.ndarray:
 def prediction_grid(images: list[np.ndarray], gts: list[np.ndarray], preds: list[np.ndarray], path: Path) -> None:
     """Rows of (image, GT, prediction); images H×W×3 uint8, label maps H×W."""
     rows = len(images)
-    fig, axes = plt.subplots(rows, 3, figsize=(6, 2 * rows), squeeze=False)
+    fig = Figure(figsize=(6, 2 * rows))
+    axes = fig.subplots(rows, 3, squeeze=False)
     for row, panels in enumerate(zip(images, map(colorize, gts), map(colorize, preds))):
         for col, (ax, panel) in enumerate(zip(axes[row], panels)):
             ax.imshow(panel, interpolation="nearest")
@@ -31,4 +31,3 @@ def prediction_grid(images: list[np.ndarray], gts: list[np.ndarray], preds: list
                 ax.set_title(("image", "ground truth", "prediction")[col], fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)

@@ -24,11 +24,11 @@ import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
 
-from rtrbench.config import SynthConfig
+from rtrbench.datasets.specs import SynthConfig
 from rtrbench.datasets.scribbles import rasterize_strokes
 from rtrbench.datasets.synth import render_sample
-from rtrbench.methods.alpha_expansion import alpha_expansion
-from rtrbench.methods.potts import contrast_weights, potts_energy
+from rtrbench.methods.solvers.alpha_expansion import alpha_expansion
+from rtrbench.methods.solvers.potts import contrast_weights, potts_energy
 
 gco = pytest.importorskip("gco")
 

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 import torch
 
-from rtrbench.methods.bilateral import bilateral_filter, bilateral_filter_batch
-from rtrbench.methods.dense_crf_loss import dense_crf_loss
+from rtrbench.methods.solvers.bilateral import bilateral_filter, bilateral_filter_batch
+from rtrbench.methods.losses.dense_crf import dense_crf_loss
 
 THREADS = {"default": torch.get_num_threads(), "1thread": 1}
 

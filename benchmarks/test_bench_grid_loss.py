@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rtrbench.methods.grid_loss import grid_potts_loss
+from rtrbench.methods.losses.grid_potts import grid_potts_loss
 from tests.test_grid_loss import reference
 
 SHAPES = {"synth-8x5x96": (8, 5, 96, 96), "voc-4x21x256": (4, 21, 256, 256)}

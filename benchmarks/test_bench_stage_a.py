@@ -16,8 +16,9 @@ import pytest
 import torch
 
 from rtrbench.config import load_preset, resolve_run_config
-from rtrbench.datasets.synthetic_store import ensure_synthetic
-from rtrbench.datasets.voc import ScribbleDataset, read_class_names
+from rtrbench.datasets.synth_cache import ensure_synthetic
+from rtrbench.datasets.classes import read_class_names
+from rtrbench.datasets.voc import ScribbleDataset
 from rtrbench.methods.base import MethodContext
 from rtrbench.methods.grid_tr import GridTR, GridTRParams
 from rtrbench.network import DeepLabV3Plus

@@ -26,16 +26,19 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from rtrbench.config import PrepareConfig
 from rtrbench.atomic import write_atomic
 from rtrbench.datasets.labelio import read_label_png, write_label_png_atomic
 from rtrbench.datasets.sbd import read_sbd_mask, sbd_ids, sbd_mask_path
 from rtrbench.datasets.scribbles import Stroke, rasterize_strokes, shorten_strokes, strokes_from_labels
 from rtrbench.datasets.scribblesup_xml import ClassLookup, XmlSource, class_lookup, parse_scribble_xml
-from rtrbench.datasets.voc import gt_dir, read_class_names, read_id_list, scribble_dir
+from rtrbench.datasets.specs import PrepareConfig
+from rtrbench.datasets.classes import read_class_names
+from rtrbench.datasets.voc import gt_dir, read_id_list, scribble_dir
 from rtrbench.errors import DataError
 
 Progress = Callable[[int, int], None]
+
+
 
 
 @dataclass

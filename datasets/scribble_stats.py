@@ -18,7 +18,8 @@ import numpy as np
 from scipy import ndimage
 
 from rtrbench.datasets.labelio import IGNORE, read_label_png
-from rtrbench.datasets.voc import gt_dir, read_class_names, read_ids, scribble_dir
+from rtrbench.datasets.classes import read_class_names
+from rtrbench.datasets.voc import gt_dir, read_ids, scribble_dir
 from rtrbench.errors import DataError
 
 _EIGHT = np.ones((3, 3), dtype=bool)

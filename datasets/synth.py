@@ -25,9 +25,9 @@ from scipy import ndimage
 from skimage.draw import polygon as draw_polygon
 from skimage.morphology import skeletonize
 
-from rtrbench.config import SynthConfig
 from rtrbench.datasets.labelio import IGNORE, write_label_png
 from rtrbench.datasets.scribbles import Stroke, longest_path, rasterize_strokes, shorten_polyline, shorten_strokes, skeleton_path
+from rtrbench.datasets.specs import SynthConfig
 from rtrbench.datasets.voc import scribble_dir
 from rtrbench.errors import ConfigError
 
@@ -51,6 +51,8 @@ PALETTE = np.array(
 _REF_SIZE = 96
 _STROKE_WIDTH = 1
 _CLICK_RADIUS = 2.0
+
+
 
 
 @dataclass

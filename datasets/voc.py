@@ -17,14 +17,11 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from rtrbench.datasets.classes import read_class_names
 from rtrbench.datasets.labelio import IGNORE, read_image, read_label_png
 from rtrbench.datasets.transforms import JointTransform
 from rtrbench.errors import DataError
 
-VOC_CLASSES = (
-    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
-)  # fmt: skip
 
 Split = Literal["train", "val"]
 # A source of an extra label map per image id (e.g. stored proposals); None = all unlabelled.
@@ -37,17 +34,6 @@ def scribble_dir(length: float) -> str:
 
 def gt_dir(split: Split) -> str:
     return "SegmentationClassAug" if split == "train" else "SegmentationClass"
-
-
-def read_class_names(root: Path) -> tuple[str, ...]:
-    """`classes.txt` in the root if present (synthetic sets write one), else VOC's 21 classes."""
-    path = root / "classes.txt"
-    if path.is_file():
-        names = tuple(line.strip() for line in path.read_text().splitlines() if line.strip())
-        if len(names) < 2:
-            raise DataError(f"{path}: needs at least two class names, found {len(names)}")
-        return names
-    return VOC_CLASSES
 
 
 def read_id_list(path: Path) -> list[str]:

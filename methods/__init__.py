@@ -1,13 +1,13 @@
 """Training methods (losses) and the solvers they use."""
 
-from rtrbench.methods.alpha_expansion import alpha_expansion
+from rtrbench.methods.solvers.alpha_expansion import alpha_expansion
 from rtrbench.methods.base import Batch, Method, MethodContext, NoParams
-from rtrbench.methods.bilateral import bilateral_filter
-from rtrbench.methods.dense_crf_loss import dense_crf_loss
-from rtrbench.methods.grid_loss import grid_potts_loss
+from rtrbench.methods.solvers.bilateral import bilateral_filter
+from rtrbench.methods.losses.dense_crf import dense_crf_loss
+from rtrbench.methods.losses.grid_potts import grid_potts_loss
 from rtrbench.methods.pce import PCEGD, FullSupervision, partial_cross_entropy
-from rtrbench.methods.potts import contrast_weights, contrast_weights_torch, potts_energy
-from rtrbench.methods.robust_loss import robust_cross_entropy
+from rtrbench.methods.solvers.potts import contrast_weights, contrast_weights_torch, potts_energy
+from rtrbench.methods.losses.robust import robust_cross_entropy
 
 __all__ = [
     "PCEGD",

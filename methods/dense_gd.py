@@ -9,7 +9,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from rtrbench.methods.base import Batch, Method
-from rtrbench.methods.dense_crf_loss import dense_crf_loss
+from rtrbench.methods.losses.dense_crf import dense_crf_loss
 from rtrbench.methods.pce import partial_cross_entropy
 
 

@@ -9,7 +9,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from rtrbench.methods.base import Batch, Method
-from rtrbench.methods.grid_loss import grid_potts_loss
+from rtrbench.methods.losses.grid_potts import grid_potts_loss
 from rtrbench.methods.pce import partial_cross_entropy
 
 

@@ -19,8 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from rtrbench.datasets.labelio import IGNORE, read_label_png, write_label_png
 from rtrbench.errors import ConfigError
 from rtrbench.methods.base import Batch, Method, MethodContext
-from rtrbench.methods.robust_loss import eps_from_weight, robust_cross_entropy
-from rtrbench.methods.stage_a import StageAProblem, StageAResult, solve
+from rtrbench.methods.losses.robust import eps_from_weight, robust_cross_entropy
+from rtrbench.methods.solvers.stage_a import StageAProblem, StageAResult, solve
 from rtrbench.metrics import ConfusionAccumulator
 
 PROB_BATCH = 16  # un-augmented images per forward pass in stage A

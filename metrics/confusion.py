@@ -55,9 +55,6 @@ class ConfusionAccumulator:
     def update(self, gt: np.ndarray, pred: np.ndarray, mask: np.ndarray | None = None) -> None:
         self.matrix += confusion_matrix(gt, pred, self.num_classes, self.ignore, mask)
 
-    def reset(self) -> None:
-        self.matrix[:] = 0
-
     def class_iou(self) -> np.ndarray:
         return class_iou(self.matrix)
 

@@ -80,8 +80,5 @@ class TrimapAccumulator:
         """One H x W image or a B x H x W batch (bands are computed per image)."""
         self.matrices += trimap_confusion(gt, pred, self.widths, self.num_classes, self.ignore)
 
-    def reset(self) -> None:
-        self.matrices[:] = 0
-
     def miou(self) -> dict[int, float]:
         return {w: mean_iou(m) for w, m in zip(self.widths, self.matrices)}

@@ -1,6 +1,6 @@
 """`rtrbench report`: every table and figure of one experiment, written into one folder.
 
-Reads MLflow through `reports.runs` only, so a report can be made on any machine that
+Reads MLflow through `reports.mlflow_runs` only, so a report can be made on any machine that
 reaches the tracking URI; preview artifacts are downloaded into a temporary folder.
 """
 
@@ -15,10 +15,10 @@ import pandas as pd
 from rtrbench.errors import ConfigError
 from rtrbench.progress import ProgressView
 from rtrbench.reports.figures import miou_vs_length, trimap_at_length, trimap_panels, trimap_summary
-from rtrbench.reports.groups import finished_runs
+from rtrbench.reports.rows import finished_runs
 from rtrbench.reports.html import Section, figure_html, frame_html, table1_html, write_index
 from rtrbench.reports.qualitative import preview_runs, qualitative_grid
-from rtrbench.reports.runs import download_previews, metric_histories, runs_frame
+from rtrbench.reports.mlflow_runs import download_previews, metric_histories, runs_frame
 from rtrbench.reports.table import length_label, miou_table, write_table
 from rtrbench.reports.timing import TIMING_KEYS, timing_display, timing_table, write_timing
 from rtrbench.tracking import Tracking

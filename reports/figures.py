@@ -8,40 +8,42 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # headless: reports are made on servers and in CI
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib import colormaps
+from matplotlib.axes import Axes
 
-from rtrbench.reports.groups import FULL_ROW
+# Figure objects, not pyplot: no global backend is selected or changed (a notebook user keeps
+# theirs), and saving to a file needs no display.
+from matplotlib.figure import Figure
+
+from rtrbench.reports.rows import FULL_ROW
 from rtrbench.reports.table import length_label, lengths_of
 
 FORMATS = ("png", "svg")
 TRIMAP_COLUMNS = ["row", "length", "width", "mean", "std", "n"]
 
 
-def save_figure(fig: plt.Figure, out: Path, stem: str) -> list[Path]:
-    """Write the figure as PNG and SVG next to each other and close it."""
+def save_figure(fig: Figure, out: Path, stem: str) -> list[Path]:
+    """Write the figure as PNG and SVG next to each other."""
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{stem}.{fmt}" for fmt in FORMATS]
     for path in paths:
         fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
     return paths
 
 
 def row_colors(rows: list[str]) -> dict[str, tuple]:
     """One colour per row, the same in every figure; the reference is black."""
-    palette = plt.get_cmap("tab10").colors
+    palette = colormaps["tab10"].colors
     others = [r for r in rows if r != FULL_ROW]
     return {FULL_ROW: (0, 0, 0), **{r: palette[i % len(palette)] for i, r in enumerate(others)}}
 
 
 def miou_vs_length(table: pd.DataFrame, out: Path) -> list[Path]:
     """Fig. 5 from the Table-1 frame: mean val mIoU per length, error bars = std over seeds."""
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     colors = row_colors(list(table.index))
     lengths = np.array(lengths_of(table), float)
     # Shift each row's points a little sideways so error bars at one length do not hide each other.
@@ -76,7 +78,8 @@ def trimap_summary(done: pd.DataFrame, histories: pd.DataFrame) -> pd.DataFrame:
 
 def trimap_at_length(summary: pd.DataFrame, rows: list[str], length: float, out: Path) -> list[Path]:
     """Fig. 6 at one scribble length, rows in the given order; the reference whatever its own length."""
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     _plot_trimap(ax, summary, rows, length)
     ax.set_title(f"trimap mIoU vs band width, scribble length {length_label(length)} (Fig. 6)")
     ax.legend(fontsize=8)
@@ -86,7 +89,8 @@ def trimap_at_length(summary: pd.DataFrame, rows: list[str], length: float, out:
 def trimap_panels(summary: pd.DataFrame, rows: list[str], out: Path) -> list[Path]:
     """Fig. 6 with one small panel per scribble length, shared axes."""
     lengths = sorted(summary.loc[summary["row"] != FULL_ROW, "length"].unique()) or sorted(summary["length"].unique())
-    fig, axes = plt.subplots(1, len(lengths), figsize=(3.2 * len(lengths), 3), sharey=True, squeeze=False)
+    fig = Figure(figsize=(3.2 * len(lengths), 3))
+    axes = fig.subplots(1, len(lengths), sharey=True, squeeze=False)
     for ax, length in zip(axes[0], lengths):
         _plot_trimap(ax, summary, rows, length)
         ax.set_title(f"length {length_label(length)}", fontsize=9)
@@ -99,7 +103,7 @@ def trimap_panels(summary: pd.DataFrame, rows: list[str], out: Path) -> list[Pat
     return save_figure(fig, out, "fig6_trimap_panels")
 
 
-def _plot_trimap(ax: plt.Axes, summary: pd.DataFrame, rows: list[str], length: float) -> None:
+def _plot_trimap(ax: Axes, summary: pd.DataFrame, rows: list[str], length: float) -> None:
     colors = row_colors(rows)
     shown = summary[(summary["length"] == length) | (summary["row"] == FULL_ROW)]
     for row in rows:

@@ -9,16 +9,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # headless: reports are made on servers and in CI
-import matplotlib.pyplot as plt
 import numpy as np
+# Figure objects, not pyplot: no global backend is selected or changed (a notebook user keeps
+# theirs), and saving to a file needs no display.
+from matplotlib.figure import Figure
 import pandas as pd
 
 from rtrbench.datasets.labelio import IGNORE, read_image, read_label_png
 from rtrbench.reports.figures import save_figure
-from rtrbench.reports.groups import row_order
+from rtrbench.reports.rows import row_order
 from rtrbench.reports.table import length_label
 from rtrbench.visualize import colorize
 
@@ -49,7 +48,8 @@ def qualitative_grid(shown: pd.DataFrame, folders: dict[str, Path], length: floa
     first = folders[shown["run_id"].iloc[0]]
     scribbles = scribble_folder(shown, folders, ids)
     columns = ["image", *(["scribbles"] if scribbles else []), "ground truth", *shown["row"]]
-    fig, axes = plt.subplots(len(ids), len(columns), figsize=(1.7 * len(columns), 1.7 * len(ids) + 0.4), squeeze=False)
+    fig = Figure(figsize=(1.7 * len(columns), 1.7 * len(ids) + 0.4))
+    axes = fig.subplots(len(ids), len(columns), squeeze=False)
     for axes_row, image_id in zip(axes, ids):
         image = read_image(first / f"{image_id}_image.jpg")
         panels = [image]

@@ -1,6 +1,6 @@
 """Table 1: final val mIoU, rows (method and config) × scribble lengths, mean ± std over seeds.
 
-`miou_table` computes it from a runs frame (`reports.runs.runs_frame`); the writers render
+`miou_table` computes it from a runs frame (`reports.mlflow_runs.runs_frame`); the writers render
 it as Markdown, CSV (separate mean / std / n columns), LaTeX (booktabs) and a rich Table.
 The best mean per length is bold; the full-supervision row is a reference, never bold.
 """
@@ -14,7 +14,7 @@ import pandas as pd
 from rich.markup import escape
 from rich.table import Table
 
-from rtrbench.reports.groups import FULL_ROW, finished_runs, row_order
+from rtrbench.reports.rows import FULL_ROW, finished_runs, row_order
 
 MISSING = "—"
 STATS = ("mean", "std", "n")

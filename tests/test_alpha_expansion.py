@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from rtrbench.methods.alpha_expansion import _gco_problem, alpha_expansion
-from rtrbench.methods.potts import OFFSETS, pair_slices, potts_energy
+from rtrbench.methods.solvers.alpha_expansion import _gco_problem, alpha_expansion
+from rtrbench.methods.solvers.potts import OFFSETS, pair_slices, potts_energy
 
 try:
     import gco  # noqa: F401

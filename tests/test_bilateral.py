@@ -21,8 +21,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rtrbench.methods.bilateral import bilateral_features, bilateral_filter, bilateral_filter_batch, build_lattice
-from rtrbench.methods.permutohedral import PermutohedralLattice
+from rtrbench.methods.solvers.bilateral import bilateral_features, bilateral_filter, bilateral_filter_batch, build_lattice
+from rtrbench.methods.solvers.permutohedral import PermutohedralLattice
 
 H, W = 12, 14
 BACKENDS = ["torch", "pydensecrf"]

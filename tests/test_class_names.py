@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from rtrbench.cli import app
 from rtrbench.datasets.labelio import IGNORE, read_label_png
 from rtrbench.datasets.scribblesup_xml import VOC_ALIASES, _normalise, class_lookup, read_class_map
-from rtrbench.datasets.voc import VOC_CLASSES
+from rtrbench.datasets.classes import VOC_CLASSES
 from rtrbench.errors import ConfigError, DataError
 from tests.miniature_voc import STROKES, TRAIN, XmlStroke, make_voc_download, scribble_xml
 

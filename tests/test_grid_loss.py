@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from rtrbench.methods.grid_loss import grid_potts_loss
+from rtrbench.methods.losses.grid_potts import grid_potts_loss
 
 
 def reference(images, probs, roi):

@@ -119,9 +119,11 @@ def test_param_groups_partition_all_parameters():
 
 
 def test_backbone_param_count_matches_torchvision():
-    # torchvision mobilenet_v2(): 3,504,872 parameters, 1,281,000 of them in the classifier
-    model = DeepLabV3Plus(num_classes=21, decoder_channels=64, backbone_last_conv=True)
-    assert sum(p.numel() for p in model.backbone_parameters()) == 3_504_872 - 1_281_000
+    # torchvision mobilenet_v2(): 3,504,872 parameters, 1,281,000 of them in the classifier and
+    # 412,160 in the last 1x1 conv (features.18: 320·1280 weights + 2·1280 BN), which the
+    # reference's DeepLabV3+ backbone leaves out
+    model = DeepLabV3Plus(num_classes=21, decoder_channels=64)
+    assert sum(p.numel() for p in model.backbone_parameters()) == 3_504_872 - 1_281_000 - 412_160
 
 
 @pytest.mark.parametrize("wrap", ["plain", "state_dict", "module"])
@@ -132,22 +134,14 @@ def test_load_torchvision_keys(tmp_path, wrap):
         saved = {"module." + k: v for k, v in sd.items()}
     path = tmp_path / "mnv2.pth"
     torch.save(saved, path)
-    model = DeepLabV3Plus(num_classes=21, decoder_channels=64, backbone_last_conv=True)
+    model = DeepLabV3Plus(num_classes=21, decoder_channels=64)
     load_backbone_weights(model, path)
     f = model.backbone.features
     assert torch.equal(f[0][0].weight, sd["features.0.0.weight"])
     assert torch.equal(f[16].conv[1][1].running_mean, sd["features.16.conv.1.1.running_mean"])
     assert torch.equal(f[1].conv[1].weight, sd["features.1.conv.1.weight"])
-    assert torch.equal(f[18][1].running_var, sd["features.18.1.running_var"])
-
-
-def test_load_without_last_conv_ignores_it(tmp_path):
-    sd = torchvision_state_dict(1.0)
-    torch.save(sd, tmp_path / "w.pth")
-    model = DeepLabV3Plus(num_classes=3, decoder_channels=32, backbone_last_conv=False)
-    assert model.backbone.high_level_channels == 320
-    load_backbone_weights(model, tmp_path / "w.pth")
-    assert torch.equal(model.backbone.features[17].conv[2].weight, sd["features.17.conv.2.weight"])
+    assert torch.equal(f[17].conv[2].weight, sd["features.17.conv.2.weight"])
+    assert model.backbone.high_level_channels == 320  # features.18 of the file was left out
 
 
 def test_wrong_width_names_key_and_file(tmp_path):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from rtrbench.methods.potts import contrast_weights, contrast_weights_torch, potts_energy
+from rtrbench.methods.solvers.potts import contrast_weights, contrast_weights_torch, potts_energy
 
 OFFSETS = ((0, 1), (1, 0), (1, 1), (1, -1))  # restated here on purpose: the layout is the contract
 

@@ -51,8 +51,10 @@ def plugin(tmp_path, monkeypatch):
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     importlib.invalidate_caches()
+    discover.cache_clear()  # discovery runs once per process; this test installs a plugin mid-process
     yield
     sys.modules.pop("my_plugin", None)
+    discover.cache_clear()
 
 
 def test_entry_point_plugin_is_discovered(plugin):

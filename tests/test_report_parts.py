@@ -10,7 +10,7 @@ from PIL import Image
 
 from rtrbench.datasets.labelio import write_label_png
 from rtrbench.reports.build import pick_length
-from rtrbench.reports.groups import FULL_ROW
+from rtrbench.reports.rows import FULL_ROW
 from rtrbench.reports.qualitative import common_ids, preview_runs, qualitative_grid, scribble_folder
 from rtrbench.reports.timing import timing_table
 

@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from rtrbench.reports.groups import FULL_ROW
-from rtrbench.reports.runs import runs_frame
+from rtrbench.reports.rows import FULL_ROW
+from rtrbench.reports.mlflow_runs import runs_frame
 from rtrbench.reports.table import miou_table, rich_table, to_csv_frame, to_latex, to_markdown, write_table
 from rtrbench.tracking import Tracking
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rtrbench.methods.robust_loss import eps_from_weight, proposal_weight, robust_cross_entropy
+from rtrbench.methods.losses.robust import eps_from_weight, proposal_weight, robust_cross_entropy
 
 K = 4
 

@@ -7,9 +7,9 @@ import pytest
 from pydantic import ValidationError
 
 from rtrbench.methods.grid_tr import DEFAULT_PROPOSAL_WEIGHT, GridTRParams
-from rtrbench.methods.potts import contrast_weights, potts_energy
-from rtrbench.methods.robust_loss import proposal_weight
-from rtrbench.methods.stage_a import StageAProblem, allowed_labels, initial_labels, solve
+from rtrbench.methods.solvers.potts import contrast_weights, potts_energy
+from rtrbench.methods.losses.robust import proposal_weight
+from rtrbench.methods.solvers.stage_a import StageAProblem, allowed_labels, initial_labels, solve
 
 
 def problem(init: str, previous=None):

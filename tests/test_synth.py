@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from scipy import ndimage
 
 from rtrbench.datasets.labelio import IGNORE, read_image, read_label_png
-from rtrbench.config import SynthConfig
+from rtrbench.datasets.specs import SynthConfig
 from rtrbench.datasets.synth import class_names, render_sample, scribble_map, write_synthetic
 from rtrbench.errors import ConfigError
 

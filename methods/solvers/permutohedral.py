@@ -8,7 +8,7 @@ agree to float rounding (~1e-7 relative in float32) and Tang's loss weight keeps
 What ``filter`` computes: ``out_i ~= c * sum_j exp(-|f_i - f_j|^2 / 2) v_j`` for features ``f``
 already divided by their sigmas. The lattice does not reproduce the exact Gaussian's
 normalisation; ``c`` (about 0.3-0.65 for d = 5) is Krähenbühl's convention, kept on purpose.
-``rtrbench.methods.bilateral`` documents the measured accuracy.
+``rtrbench.methods.solvers.bilateral`` documents the measured accuracy.
 
 Implementation (vectorised over points; Python loops only over the d+1 coordinates):
 

@@ -5,7 +5,7 @@ position (x = column, y = row) and I the RGB values in 0..255. Neither backend f
 use a permutohedral lattice on the 5-D features (x/sigma_xy, y/sigma_xy, rgb/sigma_rgb), in
 the feature order of Krähenbühl's DenseCRF2D and Tang's rloss wrapper.
 
-- ``backend="torch"``: ``rtrbench.methods.permutohedral`` (CPU or CUDA, float32/float64,
+- ``backend="torch"``: ``rtrbench.methods.solvers.permutohedral`` (CPU or CUDA, float32/float64,
   batched: ``bilateral_filter_batch``).
 - ``backend="pydensecrf"``: Krähenbühl's C++ lattice through pydensecrf (CPU, float32). Its
   Python API only exposes mean-field inference, so the filter is read out of one inference
@@ -36,7 +36,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from rtrbench.methods.permutohedral import PermutohedralLattice
+from rtrbench.methods.solvers.permutohedral import PermutohedralLattice
 
 BACKENDS = ("torch", "pydensecrf")
 

@@ -1,7 +1,7 @@
 """α-expansion (Boykov–Veksler–Zabih) for the 8-grid contrast Potts energy of Grid-TR stage A.
 
 Energy: ``E(s) = Σ_i unary[i, s_i] + Σ_edges weights · [s_i ≠ s_j]`` with the edge layout of
-``rtrbench.methods.potts`` (4 directions, each undirected edge once). Two back-ends:
+``rtrbench.methods.solvers.potts`` (4 directions, each undirected edge once). Two back-ends:
 
 * ``"maxflow"`` — ours: each expansion move is built from numpy arrays (no per-pixel Python
   loop) as a PyMaxflow graph and solved by Boykov–Kolmogorov max-flow.
@@ -21,7 +21,7 @@ import maxflow
 import numpy as np
 
 from rtrbench.datasets.labelio import IGNORE as FREE  # seed value of an unconstrained pixel (255)
-from rtrbench.methods.potts import OFFSETS, pair_slices, potts_energy
+from rtrbench.methods.solvers.potts import OFFSETS, pair_slices, potts_energy
 
 # GCO v3 rejects any single energy term above GCO_MAX_ENERGYTERM = 10^7 (integer-overflow guard).
 _GCO_MAX_TERM = 10_000_000

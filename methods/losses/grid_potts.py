@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from rtrbench.methods.potts import OFFSETS, contrast_weights_torch, pair_slices
+from rtrbench.methods.solvers.potts import OFFSETS, contrast_weights_torch, pair_slices
 
 
 def grid_potts_loss(images: torch.Tensor, probs: torch.Tensor, roi: torch.Tensor) -> torch.Tensor:

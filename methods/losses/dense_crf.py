@@ -5,7 +5,7 @@ drop the q-independent part and compute ``-sum_k (q^k)^T W q^k``: the value is n
 its gradient with respect to the logits is the same (sum_k q^k = 1 on ROI pixels, so the
 dropped term ``sum_k (q^k)^T W 1`` has zero logit gradient).
 
-W is the permutohedral approximation L of the bilateral kernel (``rtrbench.methods.bilateral``;
+W is the permutohedral approximation L of the bilateral kernel (``rtrbench.methods.solvers.bilateral``;
 raw lattice scale, as in the reference). L is not exactly symmetric -- blur steps on a sparse
 lattice do not commute; measured |Lq - L^T q| / |Lq| = 3-6% on natural images, more on tiny
 ones. The quadratic form only sees the symmetric part, so the torch backend uses
@@ -29,7 +29,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from rtrbench.methods.bilateral import BACKENDS, build_lattice, pydensecrf_filter_batch
+from rtrbench.methods.solvers.bilateral import BACKENDS, build_lattice, pydensecrf_filter_batch
 
 
 class DenseCRFQuadratic(torch.autograd.Function):
@@ -56,21 +56,17 @@ def dense_crf_loss(
     sigma_xy: float = 100.0,
     scale: float = 0.5,
     backend: str = "torch",
-    image_mode: str = "nearest",
 ) -> torch.Tensor:
     """Tang's dense CRF loss of a batch: images N×3×H×W (RGB 0..255), probs N×K×H×W (softmax
-    output), roi N×H×W bool -> scalar (see module doc). ``image_mode`` is the interpolation used
-    to downscale images and ROI ("nearest" as in the reference; "bilinear" smooths colours).
-    """
+    output), roi N×H×W bool -> scalar (see module doc)."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
     n = probs.shape[0]
     images = images.to(probs.dtype)
     roi = roi.to(probs.dtype).unsqueeze(1)
     if scale != 1.0:
-        align = {} if image_mode == "nearest" else {"align_corners": False}
-        images = F.interpolate(images, scale_factor=scale, mode=image_mode, **align)
-        roi = (F.interpolate(roi, scale_factor=scale, mode=image_mode, **align) > 0.5).to(probs.dtype)
+        images = F.interpolate(images, scale_factor=scale, mode="nearest")
+        roi = (F.interpolate(roi, scale_factor=scale, mode="nearest") > 0.5).to(probs.dtype)
         probs = F.interpolate(probs, scale_factor=scale, mode="bilinear", align_corners=False)
     q = probs * roi
     sigma_xy = sigma_xy * scale
@@ -83,24 +79,3 @@ def dense_crf_loss(
     else:
         value = DenseCRFQuadratic.apply(q, lambda x: pydensecrf_filter_batch(images, x, sigma_rgb, sigma_xy))
     return weight * value / n
-
-
-class DenseCRFLoss(torch.nn.Module):
-    """Module form of :func:`dense_crf_loss` (the reference's ``DenseCRFLoss(weight, sigma_rgb,
-    sigma_xy, scale_factor)``); ``forward(images, probs, roi)``."""
-
-    def __init__(
-        self, weight: float = 2e-9, sigma_rgb: float = 15.0, sigma_xy: float = 100.0, scale: float = 0.5, backend: str = "torch"
-    ):
-        super().__init__()
-        self.weight, self.sigma_rgb, self.sigma_xy = weight, sigma_rgb, sigma_xy
-        self.scale, self.backend = scale, backend
-
-    def forward(self, images: torch.Tensor, probs: torch.Tensor, roi: torch.Tensor) -> torch.Tensor:
-        return dense_crf_loss(images, probs, roi, self.weight, self.sigma_rgb, self.sigma_xy, self.scale, self.backend)
-
-    def extra_repr(self) -> str:
-        return (
-            f"weight={self.weight}, sigma_rgb={self.sigma_rgb}, sigma_xy={self.sigma_xy}, "
-            f"scale={self.scale}, backend={self.backend!r}"
-        )

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 
-from rtrbench.config import SynthConfig
+from rtrbench.datasets.specs import SynthConfig
 from rtrbench.datasets.synth import write_synthetic
 from rtrbench.errors import DataError
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from rtrbench.datasets.labelio import IGNORE
-from rtrbench.methods.alpha_expansion import alpha_expansion
-from rtrbench.methods.potts import contrast_weights, potts_energy
+from rtrbench.methods.solvers.alpha_expansion import alpha_expansion
+from rtrbench.methods.solvers.potts import contrast_weights, potts_energy
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""Loss terms of the methods: the robust cross-entropy, the grid and dense Potts relaxations."""
