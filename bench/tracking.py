@@ -1,4 +1,4 @@
-"""MLflow tracking with a fixed schema (DESIGN §6), through MlflowClient (no fluent global run state).
+"""MLflow tracking with a fixed schema, through MlflowClient (no fluent global run state).
 
 Default store: the embedded SQLite file ``mlflow.db`` in the working directory; any
 tracking URI is accepted. Runs are found again by their ``config_hash`` tag.

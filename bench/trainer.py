@@ -6,6 +6,7 @@ import json
 import math
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +59,9 @@ def resolve_device(name: str) -> torch.device:
 
 
 def poly_factor(iteration: int, total: int, power: float) -> float:
+    """The reference's poly schedule in closed form, lr = base · (1 − it/total)^power. Not
+    torch's PolynomialLR: its recursive update drifts from this in the last bits (1e-15
+    relative), so runs would no longer match the reference's arithmetic, nor earlier runs."""
     return (1 - min(iteration, total) / total) ** power
 
 
@@ -208,7 +212,7 @@ class Trainer:
             extra={k: v.to(device, non_blocking=True) for k, v in raw.items() if k not in core},
         )
 
-    def _evaluate(self, trimap_widths: tuple[int, ...] | None = None, keep: list[str] = ()) -> EvalResult:
+    def _evaluate(self, trimap_widths: tuple[int, ...] | None = None, keep: Sequence[str] = ()) -> EvalResult:
         k, workers = len(self.class_names), self.ctx.cfg.data.num_workers
         return evaluate(self.model, self.val_set, k, self.ctx.device, trimap_widths, keep, workers)
 

@@ -1,4 +1,4 @@
-"""`rtrbench data prepare`: build the derived files of a PASCAL VOC root (DESIGN §4).
+"""`rtrbench data prepare`: build the derived files of a PASCAL VOC root (docs/data.md).
 
 - image lists ``ImageSets/SegmentationAug/{train,val}.txt`` when missing: VOC's segmentation
   val list, and VOC's train list joined with every SBD image (the usual "train_aug" set);

@@ -3,7 +3,7 @@
 A stroke is ``(label, points)`` with ``points`` an ordered (P, 2) float polyline in
 (row, col) pixel coordinates. The same functions serve the synthetic set and real
 ScribbleSup data (XML polylines or rasterised PNGs), so "scribble length r" means the
-same thing everywhere (DESIGN §4): the contiguous middle part of each stroke with a
+same thing everywhere: the contiguous middle part of each stroke with a
 fraction r of its arc length; r = 0 leaves one click at the stroke's middle.
 """
 

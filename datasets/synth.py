@@ -1,4 +1,4 @@
-"""Deterministic synthetic scribble data set written in the PASCAL layout (DESIGN §4).
+"""Deterministic synthetic scribble data set written in the PASCAL layout (docs/data.md).
 
 Each foreground class is a (shape family, texture type, main colour) triple; its texture mixes
 the class's main colour with a darker shade of it. Colours come from one palette shared with the
@@ -47,7 +47,7 @@ PALETTE = np.array(
 ) / 255.0
 
 # Scribble geometry at the reference size of 96 px; scaled linearly with the image size so the
-# labelled fraction stays about the same (~3 % at full length, DESIGN §4).
+# labelled fraction stays about the same (~3 % at full length, as on VOC).
 _REF_SIZE = 96
 _STROKE_WIDTH = 1
 _CLICK_RADIUS = 2.0

@@ -1,4 +1,4 @@
-"""One reader for the PASCAL VOC + ScribbleSup layout (DESIGN §4), real or synthetic.
+"""One reader for the PASCAL VOC + ScribbleSup layout (docs/data.md), real or synthetic.
 
 Train items: image, scribbles at the chosen length, full GT (diagnostics / full
 supervision only), any extra per-image label maps, and the image id. Val items: image,

@@ -1,4 +1,4 @@
-"""What a PASCAL-layout root (DESIGN §4) holds: files found and missing per split, stray files.
+"""What a PASCAL-layout root holds: files found and missing per split, stray files.
 
 ``summarize_layout`` counts files by name only (fast, complete, for the summary table);
 ``check_readable`` then runs the reader's own up-front check (sizes, unreadable files), so

@@ -1,4 +1,4 @@
-"""Confusion matrix and IoU (DESIGN §5): one matrix over the whole split, 255 ignored."""
+"""Confusion matrix and IoU: one matrix over the whole split, 255 ignored."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Trimap (boundary band) accuracy, DESIGN §5 / paper Fig. 6.
+"""Trimap (boundary band) accuracy, paper Fig. 6 (docs/tracking.md).
 
 For band width w only pixels within Euclidean distance w of a GT boundary
 count. On VOC the boundary is the void (255) outline; without void it is the

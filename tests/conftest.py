@@ -45,3 +45,19 @@ def make_pascal_tree(root: Path, n_train: int = 6, n_val: int = 3, size: tuple[i
 @pytest.fixture
 def pascal_tree(tmp_path: Path) -> Path:
     return make_pascal_tree(tmp_path / "voc")
+
+
+# Every method at two lengths and two seeds on the smoke preset: the one sweep that the
+# command-line, report and resume tests share (training it once per test session).
+SMOKE_SWEEP = ("run", "--preset", "smoke", "--methods", "all", "--lengths", "0,1", "--seeds", "0,1", "--quiet")
+
+
+@pytest.fixture(scope="session")
+def smoke_sweep(tmp_path_factory) -> Path:
+    """The folder in which SMOKE_SWEEP ran (its mlflow.db, runs/ and data/)."""
+    from tests.cli_helpers import rtrbench
+
+    cwd = tmp_path_factory.mktemp("smoke-sweep")
+    result = rtrbench(cwd, *SMOKE_SWEEP)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return cwd

@@ -1,71 +1,53 @@
-"""End to end through the command line: a smoke sweep, its MLflow schema, skip on re-run,
+"""End to end through the command line: the shared smoke sweep (every method, two lengths, two
+seeds), its MLflow schema, what the methods learn, skip on re-run, fine-tuning dependencies,
 the report, and a failing run that does not stop the others."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
-from mlflow import MlflowClient
 
-from tests.conftest import make_pascal_tree
+from rtrbench.datasets.labelio import read_label_png
+from rtrbench.datasets.voc import read_ids
+from rtrbench.metrics import confusion_matrix, mean_iou
+from tests.cli_helpers import rtrbench, runs_of, sweeps_of
+from tests.conftest import SMOKE_SWEEP, make_pascal_tree
 
 pytestmark = pytest.mark.slow
 
-
-def rtrbench(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "rtrbench.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=600
-    )
+METHODS = ("pce-gd", "grid-gd", "dense-gd", "grid-tr")
+STAGE_A = ("stageA_energy_init", "stageA_energy", "stageA_changed_frac", "stageA_seconds",
+           "stageA_seed_violations", "stageA_proposal_miou", "stageA_network_miou")  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def smoke_sweep(tmp_path_factory):
-    cwd = tmp_path_factory.mktemp("sweep")
-    result = rtrbench(cwd, "run", "--preset", "smoke", "--methods", "pce-gd,full", "--lengths", "0,1", "--quiet")
-    assert result.returncode == 0, result.stdout + result.stderr
-    return cwd, result
-
-
-def all_runs_of(cwd: Path, experiment: str = "rtrbench-smoke"):
-    client = MlflowClient(tracking_uri=f"sqlite:///{cwd / 'mlflow.db'}")
-    exp = client.get_experiment_by_name(experiment)
-    return client, client.search_runs([exp.experiment_id])
-
-
-def runs_of(cwd: Path, experiment: str = "rtrbench-smoke"):
-    """The training runs (not the sweeps' parent runs)."""
-    client, runs = all_runs_of(cwd, experiment)
-    return client, [r for r in runs if "config_hash" in r.data.tags]
-
-
-def sweeps_of(cwd: Path, experiment: str = "rtrbench-smoke"):
-    return [r for r in all_runs_of(cwd, experiment)[1] if r.data.tags.get("rtrbench.sweep") == "1"]
+def by_name(cwd: Path):
+    client, runs = runs_of(cwd)
+    return client, {r.info.run_name: r for r in runs}
 
 
 def test_smoke_sweep_leaves_finished_runs_with_the_schema(smoke_sweep):
-    cwd, _ = smoke_sweep
-    client, runs = runs_of(cwd)
+    client, runs = by_name(smoke_sweep)
     # full supervision ignores the scribbles: one run per seed, at length 1
-    assert sorted(r.info.run_name for r in runs) == ["full/len1/seed0", "pce-gd/len0/seed0", "pce-gd/len1/seed0"]
-    [sweep] = sweeps_of(cwd)
+    expected = {f"{m}/len{length}/seed{s}" for m in METHODS for length in (0, 1) for s in (0, 1)}
+    assert set(runs) == expected | {"full/len1/seed0", "full/len1/seed1"}
+    [sweep] = sweeps_of(smoke_sweep)
     assert sweep.info.status == "FINISHED" and "config_hash" not in sweep.data.tags
-    assert sweep.data.params["methods"] == "pce-gd,full" and sweep.data.params["lengths"] == "0,1"
-    assert sweep.data.metrics["runs_finished"] == 3
-    for run in runs:
+    assert sweep.data.params["methods"] == ",".join(sorted(METHODS + ("full",))) and sweep.data.params["lengths"] == "0,1"
+    assert sweep.data.metrics["runs_finished"] == len(runs)
+    for run in runs.values():
         assert run.info.status == "FINISHED"
         tags, params, metrics = run.data.tags, run.data.params, run.data.metrics
         assert tags["mlflow.parentRunId"] == sweep.info.run_id
         assert tags["supervision"] == ("full" if tags["method"] == "full" else "scribbles")
-        assert {tags["method"], tags["length"], tags["seed"], tags["dataset"]} <= {"pce-gd", "full", "0", "1", "synth"}
-        assert len(tags["config_hash"]) == 16
-        assert params["train.epochs"] == "2" and params["method"] == tags["method"] and "data.synth.size" in params
-        for key in ("train_loss", "train_ce_loss", "lr", "epoch_seconds"):
-            assert [m.step for m in client.get_metric_history(run.info.run_id, key)] == [1, 2], key
-        assert 0 <= metrics["val_miou"] <= 1 and "iou_background" in metrics
+        assert tags["dataset"] == "synth" and len(tags["config_hash"]) == 16
+        assert params["method"] == tags["method"] and "data.synth.size" in params
+        epochs = list(range(1, int(params["train.epochs"]) + 1))
+        for key in ("train_loss", "lr", "epoch_seconds"):
+            assert [m.step for m in client.get_metric_history(run.info.run_id, key)] == epochs, key
+        assert "iou_background" in metrics
         trimap = client.get_metric_history(run.info.run_id, "trimap_miou")
         assert [m.step for m in trimap] == [1, 2, 3, 5, 8, 10, 15, 20, 25, 30, 40]
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
@@ -73,31 +55,74 @@ def test_smoke_sweep_leaves_finished_runs_with_the_schema(smoke_sweep):
         assert [a.path for a in client.list_artifacts(run.info.run_id, "checkpoint")] == ["checkpoint/model.pt"]
 
 
+def baselines(cwd: Path) -> tuple[float, float]:
+    """mIoU on the smoke val split of a majority-class predictor and (expected) of uniform guessing."""
+    [root] = {p.parents[1] for p in (cwd / "data").glob("*/ImageSets/SegmentationAug")}
+    gts = [read_label_png(root / "SegmentationClass" / f"{i}.png") for i in read_ids(root, "val")]
+    k = len((root / "classes.txt").read_text().split())
+    counts = np.bincount(np.concatenate([g[g != 255] for g in gts]), minlength=k)
+    majority = mean_iou(sum(confusion_matrix(g, np.full_like(g, counts.argmax()), k) for g in gts))
+    p = counts / counts.sum()  # uniform guessing: E[TP] = p/K, E[TP + FP + FN] = p + 1/K − p/K
+    chance = float(np.mean((p / k) / (p + 1 / k - p / k)))
+    return majority, chance
+
+
+def test_the_smoke_preset_learns_something(smoke_sweep):
+    _, runs = by_name(smoke_sweep)
+    majority, chance = baselines(smoke_sweep)
+    for seed in (0, 1):
+        assert runs[f"full/len1/seed{seed}"].data.metrics["val_miou"] > majority + 0.1
+        assert runs[f"pce-gd/len1/seed{seed}"].data.metrics["val_miou"] > chance + 0.1
+        assert runs[f"pce-gd/len0/seed{seed}"].data.metrics["val_miou"] > chance  # one click per stroke
+
+
+def test_regularized_methods_fine_tune_from_the_pce_run(smoke_sweep):
+    client, runs = by_name(smoke_sweep)
+    for name, run in runs.items():
+        method, length, seed = name.split("/")
+        if method in ("grid-gd", "dense-gd", "grid-tr"):
+            assert run.data.tags["init_run_id"] == runs[f"pce-gd/{length}/{seed}"].info.run_id, name
+            term = "train_robust_ce_loss" if method == "grid-tr" else "train_reg_loss"
+            assert len(client.get_metric_history(run.info.run_id, term)) == int(run.data.params["train.epochs"])
+        else:
+            assert "init_run_id" not in run.data.tags
+
+
+def test_grid_tr_logs_stage_a(smoke_sweep):
+    client, runs = by_name(smoke_sweep)
+    for name in (n for n in runs if n.startswith("grid-tr/")):
+        history = {k: client.get_metric_history(runs[name].info.run_id, k) for k in STAGE_A}
+        assert all(history.values()), {k: len(v) for k, v in history.items()}
+        assert all(m.value == 0 for m in history["stageA_seed_violations"])
+        for before, after in zip(history["stageA_energy_init"], history["stageA_energy"]):
+            assert after.step == before.step and after.value <= before.value + 1e-6
+
+
 def test_rerun_trains_nothing_and_says_so(smoke_sweep):
-    cwd, _ = smoke_sweep
-    result = rtrbench(cwd, "run", "--preset", "smoke", "--methods", "pce-gd,full", "--lengths", "0,1", "--quiet")
+    before = len(runs_of(smoke_sweep)[1])
+    result = rtrbench(smoke_sweep, *SMOKE_SWEEP)
     assert result.returncode == 0
     assert "nothing to train" in result.stdout
     assert "val mIoU — rtrbench-smoke" in result.stdout  # the Table-1 view ends every sweep
-    assert len(runs_of(cwd)[1]) == 3
-    assert len(sweeps_of(cwd)) == 1  # a sweep that trains nothing leaves no parent run
+    assert len(runs_of(smoke_sweep)[1]) == before
+    assert len(sweeps_of(smoke_sweep)) == 1  # a sweep that trains nothing leaves no parent run
+    # a sweep of a subset reuses the finished runs, PCE-GD included
+    subset = rtrbench(smoke_sweep, "run", "--preset", "smoke", "--methods", "grid-gd", "--lengths", "1", "--quiet")
+    assert subset.returncode == 0 and "nothing to train" in subset.stdout
 
 
-def test_report_prints_and_writes_the_table(smoke_sweep):
-    cwd, _ = smoke_sweep
-    result = rtrbench(cwd, "report")
+def test_report_prints_and_writes_the_table(smoke_sweep, tmp_path):
+    result = rtrbench(tmp_path, "report", "--tracking-uri", f"sqlite:///{smoke_sweep / 'mlflow.db'}", "--out", "out")
     assert result.returncode == 0, result.stderr
-    assert "pce-gd" in result.stdout and "full" in result.stdout
-    table = pd.read_csv(cwd / "reports" / "rtrbench-smoke" / "table.csv", index_col=0)
-    _, runs = runs_of(cwd)
-    for run in runs:  # the table holds exactly the runs' final val mIoU (one seed: n = 1)
-        if run.data.tags["method"] == "pce-gd":
-            value = table.loc["pce-gd", f"{run.data.tags['length']} mean"]
-            assert value == pytest.approx(run.data.metrics["val_miou"], abs=1e-6)
-    newest_full = max((r for r in runs if r.data.tags["method"] == "full"), key=lambda r: r.info.start_time)
-    assert table.loc["full supervision", "0 mean"] == pytest.approx(newest_full.data.metrics["val_miou"], abs=1e-6)
-    assert (table.filter(like=" n") == 1).all().all()
-    assert (cwd / "reports" / "rtrbench-smoke" / "table.md").read_text().count("|") > 10
+    assert all(m in result.stdout for m in METHODS) and "full" in result.stdout
+    table = pd.read_csv(tmp_path / "out" / "table.csv", index_col=0)
+    _, runs = by_name(smoke_sweep)
+    for length in (0, 1):  # the table holds the mean over seeds of the runs' final val mIoU
+        values = [runs[f"pce-gd/len{length}/seed{s}"].data.metrics["val_miou"] for s in (0, 1)]
+        assert table.loc["pce-gd", f"{length} mean"] == pytest.approx(np.mean(values), abs=1e-6)
+    full = np.mean([runs[f"full/len1/seed{s}"].data.metrics["val_miou"] for s in (0, 1)])
+    assert table.loc["full supervision", "0 mean"] == pytest.approx(full, abs=1e-6)
+    assert (table.filter(like=" n") == 2).all().all()
 
 
 def test_a_failing_run_is_marked_failed_and_the_sweep_goes_on(tmp_path):
@@ -134,46 +159,9 @@ def test_report_without_a_store_says_so(tmp_path):
     assert not (tmp_path / "mlflow.db").exists()
 
 
-def test_regularized_methods_fine_tune_from_the_pce_run(tmp_path):
-    result = rtrbench(tmp_path, "run", "--preset", "smoke", "--methods", "grid-gd,dense-gd", "--lengths", "0.3", "--quiet")
-    assert result.returncode == 0, result.stdout + result.stderr
-    client, runs = runs_of(tmp_path)
-    by_name = {r.info.run_name: r for r in runs}
-    assert set(by_name) == {"pce-gd/len0.3/seed0", "grid-gd/len0.3/seed0", "dense-gd/len0.3/seed0"}
-    assert all(r.info.status == "FINISHED" for r in runs)
-    pce_id = by_name["pce-gd/len0.3/seed0"].info.run_id
-    for name in ("grid-gd/len0.3/seed0", "dense-gd/len0.3/seed0"):
-        run = by_name[name]
-        assert run.data.tags["init_run_id"] == pce_id
-        history = client.get_metric_history(run.info.run_id, "train_reg_loss")
-        assert [m.step for m in history] == list(range(1, int(run.data.params["train.epochs"]) + 1))
-    # a second sweep reuses the finished PCE run instead of retraining it
-    again = rtrbench(tmp_path, "run", "--preset", "smoke", "--methods", "grid-gd", "--lengths", "0.3", "--quiet")
-    assert again.returncode == 0 and "nothing to train" in again.stdout
-
-
 def test_init_scratch_needs_no_pce_run(tmp_path):
     result = rtrbench(tmp_path, "run", "--preset", "smoke", "--methods", "grid-gd", "--lengths", "1", "--init", "scratch", "--epochs", "1", "--quiet")
     assert result.returncode == 0, result.stdout + result.stderr
     _, runs = runs_of(tmp_path)
     assert [r.info.run_name for r in runs] == ["grid-gd/len1/seed0"]
     assert "init_run_id" not in runs[0].data.tags and runs[0].data.params["init"] == "scratch"
-
-
-def test_grid_tr_logs_stage_a(tmp_path):
-    result = rtrbench(tmp_path, "run", "--preset", "smoke", "--methods", "pce-gd,grid-tr", "--lengths", "0,1", "--quiet")
-    assert result.returncode == 0, result.stdout + result.stderr
-    client, runs = runs_of(tmp_path)
-    tr_runs = [r for r in runs if r.data.tags["method"] == "grid-tr"]
-    assert len(tr_runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
-    for run in tr_runs:
-        history = {k: client.get_metric_history(run.info.run_id, k) for k in (
-            "stageA_energy_init", "stageA_energy", "stageA_changed_frac", "stageA_seconds",
-            "stageA_seed_violations", "stageA_proposal_miou", "stageA_network_miou")}  # fmt: skip
-        assert all(history.values()), {k: len(v) for k, v in history.items()}
-        assert all(m.value == 0 for m in history["stageA_seed_violations"])
-        for before, after in zip(history["stageA_energy_init"], history["stageA_energy"]):
-            assert after.step == before.step and after.value <= before.value + 1e-6
-        assert 0 <= history["stageA_proposal_miou"][0].value <= 1
-        assert 0 <= history["stageA_network_miou"][0].value <= 1
-        assert client.get_metric_history(run.info.run_id, "train_robust_ce_loss")

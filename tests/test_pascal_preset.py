@@ -1,4 +1,4 @@
-"""The `pascal` preset carries the paper's meta-parameters (DESIGN §3) and trains end to end
+"""The `pascal` preset carries the paper's meta-parameters (docs/methods.md) and trains end to end
 on a prepared miniature VOC tree."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from mlflow import MlflowClient
 
 from rtrbench.config import load_preset, resolve_run_config
 from tests.miniature_voc import make_voc_download
-from tests.test_cli_sweep import rtrbench
+from tests.cli_helpers import rtrbench
 
 
 def test_pascal_preset_has_the_reference_settings():

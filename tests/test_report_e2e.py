@@ -1,11 +1,9 @@
-"""End to end: a smoke sweep of every method, two lengths and two seeds, then `rtrbench report`
-from another folder through the tracking URI alone (no local run folders)."""
+"""End to end: the shared smoke sweep (every method, two lengths, two seeds), then
+`rtrbench report` from another folder through the tracking URI alone (no local run folders)."""
 
 from __future__ import annotations
 
 import base64
-import subprocess
-import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -21,16 +19,9 @@ pytestmark = pytest.mark.slow
 METHODS = ("pce-gd", "dense-gd", "grid-gd", "grid-tr")
 
 
-# The issue's command as is: 18 runs, about 40 s on an idle 2-core machine.
-SWEEP = ("run", "--preset", "smoke", "--methods", "all", "--lengths", "0,1", "--seeds", "0,1", "--quiet")
-
-
 @pytest.fixture(scope="module")
-def sweep(tmp_path_factory) -> str:
-    cwd = tmp_path_factory.mktemp("sweep")
-    result = subprocess.run([sys.executable, "-m", "rtrbench.cli", *SWEEP], cwd=cwd, capture_output=True, text=True, timeout=1800)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return f"sqlite:///{cwd / 'mlflow.db'}"
+def sweep(smoke_sweep) -> str:
+    return f"sqlite:///{smoke_sweep / 'mlflow.db'}"
 
 
 def report(cwd: Path, uri: str, *args: str):

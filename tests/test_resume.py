@@ -1,5 +1,6 @@
 """A run killed mid-training (SIGKILL, no chance to clean up) resumes from its last checkpoint
-into the same MLflow run and ends with the metrics of a run that was never interrupted."""
+into the same MLflow run and ends with the metrics of a run that was never interrupted: the
+shared smoke sweep's run of the same config."""
 
 from __future__ import annotations
 
@@ -12,21 +13,19 @@ from pathlib import Path
 import pytest
 
 from rtrbench.checkpoint import load_checkpoint
-from tests.test_cli_sweep import rtrbench, runs_of, sweeps_of
+from tests.cli_helpers import rtrbench, runs_of, sweeps_of
 
 pytestmark = pytest.mark.slow
 
-EPOCHS = 4
-SWEEP = (
-    "run", "--preset", "smoke", "--methods", "pce-gd", "--lengths", "1", "--epochs", str(EPOCHS),
-    "--set", "train.deterministic=true", "--quiet",
-)  # fmt: skip
+# pce-gd/len1/seed0 of the shared smoke sweep, with its synthetic data
+SWEEP = ("run", "--preset", "smoke", "--methods", "pce-gd", "--lengths", "1", "--quiet")
 
 
-def kill_after_first_checkpoint(cwd: Path) -> Path:
-    """Start the sweep, SIGKILL it as soon as epoch 1's checkpoint exists; return the checkpoint."""
+def kill_after_first_checkpoint(cwd: Path, sweep: tuple[str, ...]) -> Path:
+    """Start the sweep in its own process, SIGKILL it as soon as epoch 1's checkpoint exists;
+    return the checkpoint."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "rtrbench.cli", *SWEEP], cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [sys.executable, "-m", "rtrbench.cli", *sweep], cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     deadline = time.monotonic() + 600
     try:
@@ -46,30 +45,28 @@ def last_value_per_step(client, run_id: str, key: str) -> dict[int, float]:
     return {m.step: m.value for m in sorted(client.get_metric_history(run_id, key), key=lambda m: m.timestamp)}
 
 
-def test_a_killed_run_resumes_into_the_same_mlflow_run(tmp_path):
-    killed, straight = tmp_path / "killed", tmp_path / "straight"
-    killed.mkdir(), straight.mkdir()
-
-    checkpoint = kill_after_first_checkpoint(killed)
-    assert load_checkpoint(checkpoint)["epoch"] < EPOCHS
-    _, [interrupted] = runs_of(killed)
+def test_a_killed_run_resumes_into_the_same_mlflow_run(tmp_path, smoke_sweep):
+    sweep = (*SWEEP, "--data-dir", str(smoke_sweep / "data"))
+    checkpoint = kill_after_first_checkpoint(tmp_path, sweep)
+    _, [interrupted] = runs_of(tmp_path)
+    assert load_checkpoint(checkpoint)["epoch"] < int(interrupted.data.params["train.epochs"])
     assert interrupted.info.status == "RUNNING"  # nobody could mark it
 
-    resumed = rtrbench(killed, *SWEEP)
+    resumed = rtrbench(tmp_path, *sweep)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    client, [run] = runs_of(killed)
+    client, [run] = runs_of(tmp_path)
     assert run.info.run_id == interrupted.info.run_id and run.info.status == "FINISHED"
-    first, second = sorted(sweeps_of(killed), key=lambda r: r.info.start_time)
+    first, second = sorted(sweeps_of(tmp_path), key=lambda r: r.info.start_time)
     assert (first.info.status, second.info.status) == ("KILLED", "FINISHED")  # the killed sweep is closed
     assert run.data.tags["mlflow.parentRunId"] == second.info.run_id  # the run sits under the sweep that ended it
 
-    reference = rtrbench(straight, *SWEEP)
-    assert reference.returncode == 0, reference.stdout + reference.stderr
-    ref_client, [ref] = runs_of(straight)
-    assert run.data.metrics["val_miou"] == pytest.approx(ref.data.metrics["val_miou"], abs=1e-9)
-    for key in ("train_loss", "val_miou"):
+    ref_client, refs = runs_of(smoke_sweep)
+    [ref] = [r for r in refs if r.info.run_name == "pce-gd/len1/seed0"]
+    assert ref.data.tags["config_hash"] == run.data.tags["config_hash"]
+    for key in ("train_loss", "val_miou"):  # bit for bit, as an uninterrupted run
         got, want = last_value_per_step(client, run.info.run_id, key), last_value_per_step(ref_client, ref.info.run_id, key)
-        assert got.keys() == want.keys() and got == pytest.approx(want, abs=1e-9), key
+        assert got == want, key
+    assert run.data.metrics["val_miou"] == ref.data.metrics["val_miou"]
 
-    again = rtrbench(killed, *SWEEP)
+    again = rtrbench(tmp_path, *sweep)
     assert again.returncode == 0 and "nothing to train" in again.stdout

@@ -1,4 +1,4 @@
-"""Dense CRF (bilinear Potts) loss of Tang et al., ECCV 2018 (Dense-GD, DESIGN §3).
+"""Dense CRF (bilinear Potts) loss of Tang et al., ECCV 2018 (Dense-GD; docs/methods.md).
 
 Full form: ``sum_k (q^k)^T W (1 - q^k)``. Like Tang's reference (rloss, ``DenseCRFLoss.py``) we
 drop the q-independent part and compute ``-sum_k (q^k)^T W q^k``: the value is negative, and

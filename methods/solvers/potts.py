@@ -1,4 +1,4 @@
-"""Contrast-sensitive Potts model on the 8-grid (DESIGN §3, Grid-GD and Grid-TR).
+"""Contrast-sensitive Potts model on the 8-grid (Grid-GD and Grid-TR; docs/methods.md).
 
 Edge layout shared by every Potts routine: ``weights[d, y, x]`` is the weight of the
 edge between pixel (y, x) and its neighbour (y + dy, x + dx) for the d-th offset of

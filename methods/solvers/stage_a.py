@@ -1,7 +1,7 @@
 """Stage A of Grid-TR: proposals s* = argmin_s Σ λ(−log q_i(s_i)) + Σ_{N8} ν w_ij [s_i ≠ s_j].
 
 One problem per training image, solved by α-expansion in a pool of worker processes; the
-network's probabilities are computed beforehand in the main process (DESIGN §3).
+network's probabilities are computed beforehand in the main process.
 """
 
 from __future__ import annotations
