@@ -32,3 +32,11 @@ def test_readme_and_docs_links_resolve():
                 headings = [_anchor(h) for h in re.findall(r"^#+ (.*)$", path.read_text(), re.M)]
                 assert anchor in headings, f"{page.name}: no heading #{anchor} in {target[0]}"
     assert (ROOT / "LICENSE").is_file()
+
+
+def test_lower_layers_never_import_the_command_line_layer():
+    """datasets/, metrics/ and methods/ are used by the harness, never the other way round."""
+    upward = re.compile(r"^\s*(from|import) rtrbench\.(config|cli|sweep|trainer|tracking|registry)\b", re.M)
+    hits = [str(p.relative_to(ROOT)) for folder in ("datasets", "metrics", "methods")
+            for p in (ROOT / folder).rglob("*.py") if upward.search(p.read_text())]  # fmt: skip
+    assert not hits, hits
