@@ -24,6 +24,9 @@ from rtrbench.methods.solvers.stage_a import StageAProblem, StageAResult, solve
 from rtrbench.metrics import ConfusionAccumulator
 
 PROB_BATCH = 16  # un-augmented images per forward pass in stage A
+# Below this many training images stage A is solved inline: starting the worker processes
+# (each imports torch) costs more than a pass over so few images (the smoke preset's 24).
+MIN_IMAGES_FOR_POOL = 64
 
 
 DEFAULT_PROPOSAL_WEIGHT = 0.05  # r; the reference's ε table spans r ≈ 0.004 … 0.16 (K = 21)
@@ -90,7 +93,7 @@ class GridTR(Method):
         due = (epoch - 1) % self.params.every == 0
         if not due and all((self.proposal_dir / f"{i}.png").is_file() for i in train_set.ids):
             return {}  # stored proposals serve until the next pass (also after a resume)
-        return self.stage_a(model, train_set, self._pool())
+        return self.stage_a(model, train_set, self._pool() if len(train_set) >= MIN_IMAGES_FOR_POOL else None)
 
     def stage_a(self, model: torch.nn.Module, train_set, executor: Executor | None) -> dict[str, float]:
         """One pass over the training set; proposals written to the run folder; metrics returned."""

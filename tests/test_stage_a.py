@@ -58,3 +58,27 @@ def test_robustness_is_eps_or_proposal_weight():
         GridTRParams(eps=0.5, proposal_weight=0.1)
     with pytest.raises(ValidationError):
         GridTRParams(proposal_weight=0.0)
+
+
+def test_a_worker_pool_gives_the_inline_proposals(pascal_tree, tmp_path):
+    """Large training sets solve stage A in worker processes, small ones inline: same result."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from rtrbench.datasets.labelio import read_label_png
+    from rtrbench.methods.grid_tr import GridTR
+    from rtrbench.trainer import Trainer
+    from tests.test_trainer import context
+
+    trainer = Trainer(context(pascal_tree, tmp_path, GridTR, **{"methods.grid-tr.params.proposal_weight": 0.1}))
+    method, ids = trainer.method, trainer.train_set.ids
+    inline = method.stage_a(trainer.model, trainer.train_set, None)
+    first = {i: read_label_png(method.proposal_dir / f"{i}.png") for i in ids}
+    for path in method.proposal_dir.iterdir():
+        path.unlink()
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pooled = method.stage_a(trainer.model, trainer.train_set, pool)
+    for i in ids:
+        np.testing.assert_array_equal(read_label_png(method.proposal_dir / f"{i}.png"), first[i])
+    drop = {"stageA_seconds"}
+    assert {k: v for k, v in pooled.items() if k not in drop} == {k: v for k, v in inline.items() if k not in drop}
