@@ -16,8 +16,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from rtrbench.datasets.specs import SynthConfig
 from rtrbench.datasets.classes import read_class_names
+from rtrbench.datasets.specs import SynthConfig
 from rtrbench.errors import ConfigError, DataError, one_line
 
 SCRIBBLE_LENGTHS = (0.0, 0.3, 0.5, 0.8, 1.0)
