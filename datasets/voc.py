@@ -161,7 +161,8 @@ def _size_error(where: object, size: tuple[int, int], image_size: tuple[int, int
 
 
 def collate(items: list[dict]) -> dict:
-    """Stack items, padding full-size val images to the batch's largest size (padding outside the ROI)."""
+    """Stack items, padding any smaller one to the batch's largest size (padding outside the ROI;
+    training crops all have the crop size, and evaluation predicts val images one by one)."""
     height = max(it["image"].shape[1] for it in items)
     width = max(it["image"].shape[2] for it in items)
     out: dict = {"id": [it["id"] for it in items], "size": [tuple(it["image"].shape[1:]) for it in items]}

@@ -36,7 +36,7 @@ class GridTRParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     # Robustness of stage B, as one of: `proposal_weight` r in (0, 1], the most a proposal
     # pixel weighs against a seed (means the same for any K), or the paper's ε of eq. 24
-    # (needs ε < (K−1)/K). Neither: r = DEFAULT_PROPOSAL_WEIGHT. See `robust_loss`.
+    # (needs ε < (K−1)/K). Neither: r = DEFAULT_PROPOSAL_WEIGHT. See `rtrbench.methods.losses.robust`.
     proposal_weight: float | None = Field(None, gt=0, le=1)
     eps: float | None = Field(None, ge=0, lt=1)
     lam: float = Field(1.0, gt=0)  # λ: weight of the unary −log q in stage A
