@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from rtrbench.config import SCRIBBLE_LENGTHS, load_preset, parse_set_option
+from rtrbench.config import SCRIBBLE_LENGTHS, load_preset, parse_set_option, preset_names
 from rtrbench.datasets.specs import PrepareConfig, SynthConfig
 from rtrbench.errors import ConfigError, RtrbenchError
 
@@ -54,6 +54,14 @@ def _options(model, **values):
         raise ConfigError(" ".join(f"--{str(e['loc'][0]).replace('_', '-')}: {e['msg']}" for e in exc.errors())) from None
 
 
+def _seeds(text: str) -> tuple[int, ...]:
+    seeds = _split_list(text, "--seeds", int)
+    bad = [str(s) for s in seeds if s < 0]
+    if bad:
+        raise ConfigError(f"--seeds: {', '.join(bad)} negative (seeds are integers ≥ 0)")
+    return seeds
+
+
 def _lengths(text: str) -> tuple[float, ...]:
     lengths = _split_list(text, "--lengths", float)
     bad = [f"{x:g}" for x in lengths if not 0 <= x <= 1]
@@ -64,10 +72,10 @@ def _lengths(text: str) -> tuple[float, ...]:
 
 @app.command()
 def run(
-    preset: Annotated[str, typer.Option(help="Built-in preset name (smoke, synth) or a .toml file.")] = "synth",
+    preset: Annotated[str, typer.Option(help=f"Built-in preset name ({', '.join(preset_names())}) or a .toml file.")] = "synth",
     methods: Annotated[str, typer.Option(help="Comma-separated method names, or 'all'.")] = "all",
     lengths: Annotated[str, typer.Option(help="Comma-separated scribble lengths in 0..1.")] = "0,0.3,0.5,0.8,1",
-    seeds: Annotated[str, typer.Option(help="Comma-separated seeds.")] = "0",
+    seeds: Annotated[str, typer.Option(help="Comma-separated seeds (integers ≥ 0).")] = "0",
     data: Annotated[Optional[Path], typer.Option(help="PASCAL-layout data root; default: the preset's synthetic set.")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Override train.epochs.")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Override train.batch_size.")] = None,
@@ -77,6 +85,7 @@ def run(
     init: Annotated[Optional[str], typer.Option(help="method: fine-tune regularized methods from their PCE-GD run; scratch: from the backbone.")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override any config key, e.g. --set train.eval_every=2.")] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads per run (torch, stage-A workers); default: the CPUs this process may use.")] = None,
     tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow tracking URI; default: sqlite mlflow.db here.")] = None,
     experiment: Annotated[Optional[str], typer.Option(help="MLflow experiment; default: rtrbench-<preset>.")] = None,
     runs_dir: Annotated[Path, typer.Option(help="Checkpoints and run files.")] = Path("runs"),
@@ -85,8 +94,9 @@ def run(
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
 ) -> None:
     """Train every (method, length, seed) of a sweep, tracked in MLflow."""
+    from rtrbench.preflight import check_inputs
     from rtrbench.progress import ProgressView
-    from rtrbench.sweep import Sweep, SweepRuntime, SweepSpec, plan
+    from rtrbench.sweep import Sweep, SweepRuntime, SweepSpec, available_cpus, plan
     from rtrbench.tracking import Tracking
 
     try:
@@ -99,22 +109,21 @@ def run(
         if data is not None:
             overrides.setdefault("data.name", data.resolve().name)
             overrides["data.root"] = str(data.resolve())
+        if threads is not None and threads < 1:
+            raise ConfigError(f"--threads {threads}: expected at least 1")
         preset_obj = load_preset(preset)
-        spec = SweepSpec(
-            preset_obj, _methods(methods), _lengths(lengths), _split_list(seeds, "--seeds", int), overrides, preset
-        )
+        spec = SweepSpec(preset_obj, _methods(methods), _lengths(lengths), _seeds(seeds), overrides, preset)
         configs = plan(spec)
-        tracking = Tracking(tracking_uri, experiment or f"rtrbench-{Path(preset).stem}")
-        runtime = SweepRuntime(device, runs_dir, data_dir, rerun)
+        runtime = SweepRuntime(device, runs_dir, rerun, threads or available_cpus())
         with ProgressView(console, enabled=not quiet) as progress:
+            data_roots = check_inputs(configs, data_dir, progress.counter)  # before anything is tracked
+            tracking = Tracking(tracking_uri, experiment or f"rtrbench-{Path(preset).stem}")
             console.print(f"sweep: {len(configs)} runs, experiment '{tracking.experiment}' at {tracking.uri}")
-            outcomes = Sweep(tracking, runtime, progress).run(configs, spec.describe())
+            outcomes = Sweep(tracking, runtime, progress).run(configs, spec.describe(), data_roots)
     except RtrbenchError as exc:
         _fail(exc)
-    _print_summary(outcomes)
     _print_table1(tracking)
-    if any(o.status == "failed" for o in outcomes):
-        raise typer.Exit(1)
+    _print_summary(outcomes)  # last, so a failure is the last thing on screen
 
 
 def _print_table1(tracking) -> None:
@@ -128,20 +137,28 @@ def _print_table1(tracking) -> None:
 
 
 def _print_summary(outcomes) -> None:
+    """The sweep's runs, then its counts; after a failed sweep, its failures close the output
+    and the command exits with 1."""
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title="sweep summary")
-    for column in ("run", "status", "val mIoU", "seconds", "error"):
+    for column in ("run", "status", "val mIoU", "seconds"):
         table.add_column(column, justify="right" if column in ("val mIoU", "seconds") else "left")
     for o in outcomes:
         miou = "—" if o.miou is None else f"{o.miou:.4f}"
-        table.add_row(o.name, o.status, miou, f"{o.seconds:.1f}" if o.status != "skipped" else "—", o.error)
+        table.add_row(o.name, o.status, miou, f"{o.seconds:.1f}" if o.status != "skipped" else "—")
     console.print(table)
     counts = {s: sum(o.status == s for o in outcomes) for s in ("finished", "skipped", "failed")}
     if counts["skipped"] == len(outcomes):
         console.print("nothing to train: every run of this sweep already finished (use --rerun to train again)")
     else:
         console.print(", ".join(f"{n} {s}" for s, n in counts.items()))
+    failed = [o for o in outcomes if o.status == "failed"]
+    for o in failed:
+        console.print(f"[bold red]failed:[/] {escape(o.name)}: {escape(o.error)}", highlight=False, soft_wrap=True)
+    if failed:
+        raise typer.Exit(1)
 
 
 @app.command()

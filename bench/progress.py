@@ -52,15 +52,24 @@ class ProgressView:
             self.progress.advance(self._sweep)
 
     def counter(self, description: str) -> Callable[[int, int], None]:
-        """A `progress(done, total)` callback showing a bar, for work outside runs (data generation)."""
-        task = self.progress.add_task(description, total=None, info="")
+        """A `progress(done, total)` callback showing a bar, for work outside runs (data generation).
+        The bar appears at the first call and goes when done == total: only live work is shown."""
+        task = None
 
         def update(done: int, total: int) -> None:
+            nonlocal task
+            if task is None:
+                task = self.progress.add_task(description, total=total, info="")
             self.progress.update(task, completed=done, total=total)
             if done == total:
                 self.progress.remove_task(task)
+                task = None
 
         return update
+
+    def note(self, text: str) -> None:
+        """A line above the bars (e.g. what the sweep waits for)."""
+        self.console.print(text, highlight=False, soft_wrap=True)
 
     def start_run(self, name: str, epochs: int, first_epoch: int = 0) -> None:
         self.end_run()

@@ -9,6 +9,7 @@ parent MLflow run.
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 import traceback
@@ -17,15 +18,21 @@ from pathlib import Path
 from typing import Any
 
 from rtrbench.config import Preset, RunConfig, resolve_run_config
-from rtrbench.datasets.synth_cache import ensure_synthetic
 from rtrbench.errors import ConfigError, RtrbenchError, one_line
 from rtrbench.progress import ProgressView
 from rtrbench.registry import get_method
+from rtrbench.run_lock import owned_run
 from rtrbench.tracking import PARENT_TAG, RunLogger, Tracking
 from rtrbench.trainer import LAST_CHECKPOINT, RunContext, Trainer, resolve_device
 
 
 FULL_GT_LENGTH = 1.0  # the one length at which methods that ignore scribbles are run
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask: what a scheduler or `taskset` gave
+    it), not every CPU of the machine."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 @dataclass(frozen=True)
@@ -52,8 +59,8 @@ class SweepSpec:
 class SweepRuntime:
     device: str = "auto"
     runs_dir: Path = Path("runs")
-    data_dir: Path = Path("data")  # where the synthetic set is generated
     rerun: bool = False
+    threads: int = 1  # CPUs each run may use
 
 
 @dataclass(frozen=True)
@@ -119,9 +126,10 @@ class Sweep:
         self.device = resolve_device(runtime.device)
         self._parent: RunLogger | None = None
 
-    def run(self, configs: list[RunConfig], description: dict[str, str]) -> list[Outcome]:
-        """Train `configs` in order; `description` goes to the parent run (made once one trains)."""
-        self._planned, self._description = configs, description
+    def run(self, configs: list[RunConfig], description: dict[str, str], data_roots: dict[str, Path]) -> list[Outcome]:
+        """Train `configs` in order, reading the data roots `check_inputs` gave (by config hash);
+        `description` goes to the parent run (made once one trains)."""
+        self._planned, self._description, self._data_roots = configs, description, data_roots
         self.progress.start_sweep(len(configs))
         results: list[Outcome] = []
         try:
@@ -149,12 +157,15 @@ class Sweep:
             self._parent.log_metrics(counts, step=0)
             self._parent.finish(status)
 
-    def _data_root(self, cfg: RunConfig) -> Path:
-        if cfg.data.root is not None:
-            return cfg.data.root
-        return ensure_synthetic(cfg.data.synth, self.runtime.data_dir, self.progress.counter("generating synthetic data"))
-
     def _run_one(self, cfg: RunConfig) -> Outcome:
+        """Train one run, owning its folder: a run another process is training is waited for."""
+        def waiting(owner: str) -> None:
+            self.progress.note(f"[yellow] waiting[/] {cfg.run_name}: {owner} is training it")
+
+        with owned_run(self.runtime.runs_dir, cfg.config_hash(), waiting):
+            return self._train_or_skip(cfg)
+
+    def _train_or_skip(self, cfg: RunConfig) -> Outcome:
         records = self.tracking.find(cfg.config_hash())
         finished = next((r for r in records if r.status == "FINISHED"), None)
         if finished and not self.runtime.rerun:
@@ -175,11 +186,15 @@ class Sweep:
                 tags = {
                     **init_tags,
                     "device": self.device.type,
+                    "threads": str(self.runtime.threads),
                     "supervision": "scribbles" if get_method(cfg.method).uses_scribbles else "full",
                     PARENT_TAG: self._parent_run().run_id,
                 }
                 logger = self.tracking.start(cfg, tags)
-            ctx = RunContext(cfg, get_method(cfg.method), self._data_root(cfg), run_dir, self.device, logger, self.progress, init_checkpoint)
+            ctx = RunContext(
+                cfg, get_method(cfg.method), self._data_roots[cfg.config_hash()], run_dir, self.device, logger,
+                self.progress, init_checkpoint, self.runtime.threads,
+            )  # fmt: skip
             result = Trainer(ctx).run()
             logger.finish("FINISHED")
             return Outcome(cfg.run_name, "finished", logger.run_id, result.miou, time.perf_counter() - started)

@@ -1,13 +1,16 @@
 """MLflow tracking with a fixed schema, through MlflowClient (no fluent global run state).
 
 Default store: the embedded SQLite file ``mlflow.db`` in the working directory; any
-tracking URI is accepted. Runs are found again by their ``config_hash`` tag.
+tracking URI is accepted. Runs are found again by their ``config_hash`` tag. Several sweeps
+may share one store: a SQLite file is created and migrated by one process at a time.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +21,8 @@ from rtrbench.errors import ConfigError, one_line
 
 SWEEP_TAG = "rtrbench.sweep"  # marks the parent run of a sweep
 PARENT_TAG = "mlflow.parentRunId"  # how the MLflow UI nests a sweep's runs under its parent
+# What MLflow 3's UI reads to open an experiment on its runs table rather than its GenAI pages.
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
 
 
 def default_tracking_uri() -> str:
@@ -45,14 +50,28 @@ class Tracking:
     """One MLflow experiment."""
 
     def __init__(self, uri: str | None, experiment: str) -> None:
-        self.client = self.client_for(uri)
-        self.uri = self.client.tracking_uri
-        try:
-            found = self.client.get_experiment_by_name(experiment)
-            self.experiment_id = found.experiment_id if found else self.client.create_experiment(experiment)
-        except Exception as exc:  # bad URI, unreachable server, locked database, ...
-            raise ConfigError(f"tracking URI {self.uri}: {one_line(exc, 300)}") from None
+        self.uri = uri or default_tracking_uri()
+        db = sqlite_path(self.uri)
+        # The first use of a SQLite file creates and migrates its schema; MLflow does that in
+        # every process that finds it missing, and concurrent migrations break the file.
+        with _file_lock(db) if db else contextlib.nullcontext():
+            try:
+                self.client = self.client_for(self.uri)
+                self.experiment_id = self._experiment(experiment)
+            except Exception as exc:  # bad URI, unreachable server, broken store, ...
+                if db is None or not _recreate_if_empty(db):
+                    raise ConfigError(_store_error(self.uri, db, exc)) from None
+                self.client = self.client_for(self.uri)
+                self.experiment_id = self._experiment(experiment)
         self.experiment = experiment
+
+    def _experiment(self, name: str) -> str:
+        found = self.client.get_experiment_by_name(name)
+        if found is None:
+            return self.client.create_experiment(name, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+        if found.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:  # made by an older version
+            self.client.set_experiment_tag(found.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+        return found.experiment_id
 
     @staticmethod
     def client_for(uri: str | None):
@@ -157,3 +176,46 @@ class RunLogger:
 def _record(run) -> RunRecord:
     data = run.data
     return RunRecord(run.info.run_id, run.info.status, dict(data.tags), dict(data.metrics), run.info.start_time, dict(data.params))
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI; None for other stores."""
+    prefix = "sqlite:///"
+    return Path(uri[len(prefix) :]) if uri.startswith(prefix) and uri != prefix + ":memory:" else None
+
+
+def _file_lock(db: Path):
+    from filelock import FileLock
+
+    db.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(db.with_name(db.name + ".lock"))
+
+
+def _recreate_if_empty(db: Path) -> bool:
+    """A store that fails to open but holds no run (left half-made by processes that created it
+    at the same time, before stores were locked) is emptied, to be made again; True if so. (In
+    place, not deleted: MLflow may still hold a connection to the file.)"""
+    if not db.is_file():
+        return False
+    try:
+        with contextlib.closing(sqlite3.connect(db)) as conn:
+            tables = [row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+            if "runs" in tables and conn.execute("SELECT count(*) FROM runs").fetchone()[0]:
+                return False
+            conn.execute("PRAGMA foreign_keys = OFF")
+            for table in (t for t in tables if not t.startswith("sqlite_")):  # SQLite's own
+                conn.execute(f'DROP TABLE IF EXISTS "{table}"')
+            conn.commit()
+    except sqlite3.Error:
+        return False  # not a database, or not ours to change: leave it as it is
+    return True
+
+
+def _store_error(uri: str, db: Path | None, exc: Exception) -> str:
+    message = f"tracking URI {uri}: {one_line(exc, 300)}"
+    if db is not None and db.is_file():
+        message += (
+            f" (to keep its runs, back up {db} and run `mlflow db upgrade {uri}`;"
+            " or pass another --tracking-uri)"
+        )
+    return message

@@ -7,7 +7,7 @@ import math
 import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +15,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
+from rtrbench.atomic import write_atomic
 from rtrbench.checkpoint import load_checkpoint, save_checkpoint
 from rtrbench.config import RunConfig
 from rtrbench.datasets.transforms import JointTransform
@@ -46,6 +47,8 @@ class RunContext:
     logger: RunLogger
     progress: ProgressView
     init_checkpoint: Path | None = None  # weights to fine-tune from (e.g. the PCE-GD run's)
+    # CPUs the run may use: torch's intra-op threads, the method's worker pools
+    threads: int = field(default_factory=torch.get_num_threads)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -77,7 +80,7 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.class_names = read_class_names(ctx.data_root)
         k = len(self.class_names)
-        method_ctx = MethodContext(k, self.class_names, ctx.device, ctx.run_dir, cfg.train.batch_average)
+        method_ctx = MethodContext(k, self.class_names, ctx.device, ctx.run_dir, cfg.train.batch_average, ctx.threads)
         self.method = ctx.method(ctx.method.Params.model_validate(cfg.params), method_ctx)
         transform = JointTransform(data.crop_size, data.scale_min, data.scale_max, data.flip)
         self.train_set = ScribbleDataset(ctx.data_root, "train", cfg.length, transform, self.method.extra_maps(), cfg.seed)
@@ -130,9 +133,12 @@ class Trainer:
 
     # -- loop ------------------------------------------------------------------------------
     def run(self) -> EvalResult:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(self.ctx.threads)
         try:
             return self._run()
         finally:
+            torch.set_num_threads(threads)  # a process-wide setting: leave it as it was found
             self.method.close()
 
     def _run(self) -> EvalResult:
@@ -227,15 +233,17 @@ class Trainer:
         for width, miou in result.trimap.items():
             logger.log_metrics({"trimap_miou": miou}, step=width)
 
-        (out / "config.json").write_text(json.dumps(ctx.cfg.model_dump(mode="json"), indent=2))
-        pd.DataFrame(result.confusion, index=self.class_names, columns=self.class_names).rename_axis(
-            "gt \\ prediction"
-        ).to_csv(out / "confusion.csv")
-        pd.DataFrame({"width_px": list(result.trimap), "miou": list(result.trimap.values())}).to_csv(
-            out / "trimap.csv", index=False
-        )
-        pd.DataFrame({"class": self.class_names, "iou": result.class_iou}).to_csv(out / "class_iou.csv", index=False)
-        torch.save({"model": self.model.state_dict(), "config": ctx.cfg.model_dump(mode="json")}, out / "model.pt")
+        # atomic: a fine-tuning run, maybe in another process, reads model.pt the moment it exists
+        write_atomic(out / "config.json", lambda tmp: tmp.write_text(json.dumps(ctx.cfg.model_dump(mode="json"), indent=2)))
+        confusion = pd.DataFrame(result.confusion, index=self.class_names, columns=self.class_names)
+        tables = {
+            "confusion.csv": confusion.rename_axis("gt \\ prediction"),
+            "trimap.csv": pd.DataFrame({"width_px": list(result.trimap), "miou": list(result.trimap.values())}),
+            "class_iou.csv": pd.DataFrame({"class": self.class_names, "iou": result.class_iou}),
+        }
+        for name, frame in tables.items():
+            write_atomic(out / name, lambda tmp: frame.to_csv(tmp, index=name == "confusion.csv"))
+        save_checkpoint(out / "model.pt", {"model": self.model.state_dict(), "config": ctx.cfg.model_dump(mode="json")})
         previews = self._preview(result.predictions, out / "predictions.png", out / "preview")
         for name in ("config.json", "confusion.csv", "trimap.csv", "class_iou.csv", "predictions.png"):
             logger.log_artifact(out / name)

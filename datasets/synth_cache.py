@@ -16,16 +16,21 @@ from rtrbench.errors import DataError
 
 
 def write_synthetic_atomic(out: Path, cfg: SynthConfig, progress: Callable[[int, int], None] | None = None) -> None:
-    """Write into a temporary sibling folder, then rename: a cut-off write never looks finished."""
+    """Write into a temporary sibling folder, then rename: a cut-off write never looks finished.
+    Raises FileExistsError if `out` appeared meanwhile (another process wrote it first)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         write_synthetic(tmp, cfg, progress=progress)
         (tmp / "synth.json").write_text(json.dumps(cfg.model_dump(), sort_keys=True))
-        tmp.rename(out)
-    except BaseException:
+        try:
+            tmp.rename(out)
+        except OSError:
+            if out.is_dir():
+                raise FileExistsError(out) from None
+            raise
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def ensure_synthetic(cfg: SynthConfig, data_dir: Path, progress: Callable[[int, int], None] | None = None) -> Path:
@@ -36,6 +41,8 @@ def ensure_synthetic(cfg: SynthConfig, data_dir: Path, progress: Callable[[int, 
         return out
     try:
         write_synthetic_atomic(out, cfg, progress)
+    except FileExistsError:
+        pass  # another sweep generated the same set at the same time: use theirs
     except OSError as exc:
         raise DataError(f"{out}: cannot write the synthetic data set ({exc})") from None
     return out

@@ -41,6 +41,7 @@ class MethodContext:
     device: torch.device
     run_dir: Path
     batch_average: bool = False  # see `Method.batch_averaged`
+    threads: int = 1  # CPUs the run may use (e.g. the size of a worker pool); not part of its result
 
 
 class Method:

@@ -4,7 +4,6 @@ robust cross-entropy against them (stage B); stage A runs every M epochs (amorti
 from __future__ import annotations
 
 import multiprocessing
-import os
 import time
 from collections import deque
 from collections.abc import Iterator, Mapping
@@ -16,10 +15,11 @@ import torch
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from rtrbench.datasets.labelio import IGNORE, read_label_png, write_label_png
+from rtrbench.datasets.labelio import IGNORE, write_label_png
 from rtrbench.errors import ConfigError
 from rtrbench.methods.base import Batch, Method, MethodContext
 from rtrbench.methods.losses.robust import eps_from_weight, robust_cross_entropy
+from rtrbench.methods.solvers.proposal_passes import ProposalPasses
 from rtrbench.methods.solvers.stage_a import StageAProblem, StageAResult, solve
 from rtrbench.metrics import ConfusionAccumulator
 
@@ -72,16 +72,12 @@ class GridTR(Method):
         self.eps = params.robust_eps(k)
         if self.eps >= (k - 1) / k:
             raise ConfigError(f"grid-tr: eps {self.eps} must be < (K-1)/K = {(k - 1) / k:.4f} for K = {k} classes")
-        self.proposal_dir = ctx.run_dir / "proposals"
+        self.passes = ProposalPasses(ctx.run_dir / "proposals")
         self._executor: Executor | None = None
 
     # -- stage B -----------------------------------------------------------------------------
     def extra_maps(self) -> Mapping[str, object]:
-        return {"proposal": self._read_proposal}
-
-    def _read_proposal(self, image_id: str) -> np.ndarray | None:
-        path = self.proposal_dir / f"{image_id}.png"
-        return read_label_png(path) if path.is_file() else None
+        return {"proposal": self.passes}  # the newest complete pass; picklable for loader workers
 
     def loss(self, logits: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
         seeds = batch.scribbles.masked_fill(~batch.roi, IGNORE)
@@ -90,28 +86,41 @@ class GridTR(Method):
 
     # -- stage A -----------------------------------------------------------------------------
     def on_epoch_start(self, epoch: int, model: torch.nn.Module, train_set) -> dict[str, float]:
-        due = (epoch - 1) % self.params.every == 0
-        if not due and all((self.proposal_dir / f"{i}.png").is_file() for i in train_set.ids):
-            return {}  # stored proposals serve until the next pass (also after a resume)
-        return self.stage_a(model, train_set, self._pool() if len(train_set) >= MIN_IMAGES_FOR_POOL else None)
+        """Make sure the pass this epoch trains on exists: the pass of the last due epoch.
 
-    def stage_a(self, model: torch.nn.Module, train_set, executor: Executor | None) -> dict[str, float]:
-        """One pass over the training set; proposals written to the run folder; metrics returned."""
+        A pass is a function of the model at the start of its epoch, which the checkpoint of
+        the epoch before holds; so a pass found complete after a kill is exactly the pass an
+        uninterrupted run computes, and is reused (its metrics logged again) rather than solved
+        again from a different start.
+        """
+        due = epoch - (epoch - 1) % self.params.every
+        latest = self.passes.latest()
+        if latest is not None and latest > due:  # from epochs the checkpoint does not hold
+            self.passes.keep_only(None)
+            latest = None
+        if latest == due:
+            return self.passes.metrics(due) if epoch == due else {}
+        workers = self.ctx.threads if len(train_set) >= MIN_IMAGES_FOR_POOL else 1
+        return self.stage_a(model, train_set, due, self._pool(workers))
+
+    def stage_a(self, model: torch.nn.Module, train_set, epoch: int, executor: Executor | None) -> dict[str, float]:
+        """One pass over the training set, published as the pass of `epoch`; its metrics returned."""
         started = time.perf_counter()
-        self.proposal_dir.mkdir(parents=True, exist_ok=True)
+        folder = self.passes.begin(epoch)
         k = self.ctx.num_classes
         conf, network_conf = ConfusionAccumulator(k), ConfusionAccumulator(k)
         totals = {"energy_init": 0.0, "energy": 0.0, "changed": 0, "pixels": 0, "violations": 0}
         gts: dict[str, np.ndarray] = {}
-        for result in _solve_all(self._problems(model, train_set, gts, network_conf), executor):
-            write_label_png(self.proposal_dir / f"{result.image_id}.png", result.labels)
+        problems = self._problems(model, train_set, gts, network_conf)
+        for result in _solve_all(problems, executor, 4 * self.ctx.threads):
+            write_label_png(folder / f"{result.image_id}.png", result.labels)  # private until committed
             conf.update(gts.pop(result.image_id), result.labels)
             totals["energy_init"] += result.energy_init
             totals["energy"] += result.energy
             totals["changed"] += result.changed
             totals["pixels"] += result.labels.size
             totals["violations"] += result.seed_violations
-        return {
+        metrics = {
             "stageA_energy_init": totals["energy_init"],
             "stageA_energy": totals["energy"],
             "stageA_changed_frac": totals["changed"] / max(1, totals["pixels"]),
@@ -121,6 +130,8 @@ class GridTR(Method):
             # the network's own argmax on the same images: the baseline stage A must beat
             "stageA_network_miou": network_conf.mean_iou(),
         }
+        self.passes.commit(folder, epoch, metrics)
+        return metrics
 
     def _problems(
         self, model: torch.nn.Module, train_set, gts: dict[str, np.ndarray], network_conf: ConfusionAccumulator
@@ -158,12 +169,13 @@ class GridTR(Method):
                 out[i] = lq
         return out
 
-    def _pool(self) -> Executor | None:
-        workers = os.cpu_count() or 1
+    def _pool(self, workers: int) -> Executor | None:
+        """Worker processes for stage A (None: solve inline), started once per run."""
         if workers > 1 and self._executor is None:
             # spawn: forking a process that runs torch threads can deadlock the children
+            # (the solvers are single-threaded numpy and PyMaxflow: one worker per CPU)
             self._executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-        return self._executor
+        return self._executor if workers > 1 else None
 
     def close(self) -> None:
         if self._executor is not None:
@@ -171,16 +183,16 @@ class GridTR(Method):
             self._executor = None
 
 
-def _solve_all(problems: Iterator[StageAProblem], executor: Executor | None) -> Iterator[StageAResult]:
-    """Solve in order; with an executor, keep a bounded number of problems in flight."""
+def _solve_all(problems: Iterator[StageAProblem], executor: Executor | None, limit: int) -> Iterator[StageAResult]:
+    """Solve in order; with an executor, keep at most `limit` problems in flight."""
     if executor is None:
         yield from map(solve, problems)
         return
     pending: deque[Future] = deque()
-    limit = 4 * (os.cpu_count() or 1)  # enough to keep the pool (one worker per core) busy
     for problem in problems:
         pending.append(executor.submit(solve, problem))
         if len(pending) >= limit:
             yield pending.popleft().result()
     while pending:
         yield pending.popleft().result()
+

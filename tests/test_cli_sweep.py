@@ -127,19 +127,21 @@ def test_report_prints_and_writes_the_table(smoke_sweep, tmp_path):
 
 def test_a_failing_run_is_marked_failed_and_the_sweep_goes_on(tmp_path):
     root = make_pascal_tree(tmp_path / "voc", n_train=8, n_val=2)
-    (root / "pascal_2012_scribble0" / "tr3.png").unlink()  # length 0 is broken, length 1 is fine
+    # length 0 is broken, length 1 is fine; a torn file, found only when the run opens it
+    (root / "pascal_2012_scribble0" / "tr3.png").write_bytes(b"")
     result = rtrbench(
         tmp_path, "run", "--preset", "smoke", "--data", str(root), "--methods", "pce-gd", "--lengths", "0,1",
         "--epochs", "1", "--crop-size", "32", "--experiment", "broken", "--quiet",
     )  # fmt: skip
     assert result.returncode == 1
     assert "Traceback" not in result.stdout + result.stderr
-    assert f"{root / 'pascal_2012_scribble0' / 'tr3.png'}: file not found" in result.stdout
+    assert f"{root / 'pascal_2012_scribble0' / 'tr3.png'}: cannot read image" in result.stdout
+    assert result.stdout.rstrip().splitlines()[-1].startswith("failed: pce-gd/len0/seed0:")  # the last line
     _, runs = runs_of(tmp_path, "broken")
     status = {r.info.run_name: r.info.status for r in runs}
     assert status == {"pce-gd/len0/seed0": "FAILED", "pce-gd/len1/seed0": "FINISHED"}
     failed = next(r for r in runs if r.info.status == "FAILED")
-    assert failed.data.tags["error"].endswith("tr3.png: file not found")
+    assert "tr3.png: cannot read image" in failed.data.tags["error"]
     assert failed.data.tags["dataset"] == "voc"
 
 
@@ -151,6 +153,26 @@ def test_bad_option_is_one_line(tmp_path):
     assert not (tmp_path / "mlflow.db").exists()
     result = rtrbench(tmp_path, "run", "--methods", "pce-gd", "--set", "train.lr=-1")
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "train.lr" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (("--lengths", "0.4"), "pascal_2012_scribble0.4: no scribbles of length 0.4 in this data set (it has lengths 0, 0.3, 0.5, 0.8, 1"),
+        (("--seeds", "0,-1"), "--seeds: -1 negative"),
+        (("--threads", "0"), "--threads 0: expected at least 1"),
+        (("--lengths", "0", "--data", "voc"), "voc/pascal_2012_scribble0/tr2.png: file not found (and 1 more missing files)"),
+    ],
+    ids=["length", "seed", "threads", "missing-files"],
+)
+def test_mistakes_are_caught_before_any_run_starts(tmp_path, args, error):
+    root = make_pascal_tree(tmp_path / "voc", n_train=4, n_val=2)
+    for image_id in ("tr2", "tr3"):
+        (root / "pascal_2012_scribble0" / f"{image_id}.png").unlink()
+    result = rtrbench(tmp_path, "run", "--preset", "smoke", "--methods", "all", "--lengths", "0,1", *args, "--quiet")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.count("\n") == 1 and error in result.stderr
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "runs").exists()
 
 
 def test_report_without_a_store_says_so(tmp_path):

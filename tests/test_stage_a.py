@@ -65,20 +65,18 @@ def test_a_worker_pool_gives_the_inline_proposals(pascal_tree, tmp_path):
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    from rtrbench.datasets.labelio import read_label_png
     from rtrbench.methods.grid_tr import GridTR
     from rtrbench.trainer import Trainer
     from tests.test_trainer import context
 
     trainer = Trainer(context(pascal_tree, tmp_path, GridTR, **{"methods.grid-tr.params.proposal_weight": 0.1}))
     method, ids = trainer.method, trainer.train_set.ids
-    inline = method.stage_a(trainer.model, trainer.train_set, None)
-    first = {i: read_label_png(method.proposal_dir / f"{i}.png") for i in ids}
-    for path in method.proposal_dir.iterdir():
-        path.unlink()
+    inline = method.stage_a(trainer.model, trainer.train_set, 1, None)
+    first = {i: method.passes(i) for i in ids}
+    method.passes.keep_only(None)  # the pooled pass starts from nothing too
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        pooled = method.stage_a(trainer.model, trainer.train_set, pool)
+        pooled = method.stage_a(trainer.model, trainer.train_set, 1, pool)
     for i in ids:
-        np.testing.assert_array_equal(read_label_png(method.proposal_dir / f"{i}.png"), first[i])
+        np.testing.assert_array_equal(method.passes(i), first[i])
     drop = {"stageA_seconds"}
     assert {k: v for k, v in pooled.items() if k not in drop} == {k: v for k, v in inline.items() if k not in drop}
