@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -98,6 +99,7 @@ def run(
     from rtrbench.progress import ProgressView
     from rtrbench.sweep import Sweep, SweepRuntime, SweepSpec, available_cpus, plan
     from rtrbench.tracking import Tracking
+    from rtrbench.trainer import resolve_device
 
     try:
         overrides = dict(parse_set_option(item) for item in set_ or [])
@@ -114,7 +116,8 @@ def run(
         preset_obj = load_preset(preset)
         spec = SweepSpec(preset_obj, _methods(methods), _lengths(lengths), _seeds(seeds), overrides, preset)
         configs = plan(spec)
-        runtime = SweepRuntime(device, runs_dir, rerun, threads or available_cpus())
+        resolve_device(device)  # a device that is not there fails here, not in every run
+        runtime = SweepRuntime(device, runs_dir.resolve(), rerun, threads or available_cpus(), int(time.time() * 1000))
         with ProgressView(console, enabled=not quiet) as progress:
             data_roots = check_inputs(configs, data_dir, progress.counter)  # before anything is tracked
             tracking = Tracking(tracking_uri, experiment or f"rtrbench-{Path(preset).stem}")

@@ -39,10 +39,15 @@ class ProgressView:
         return self.progress.console
 
     def start_sweep(self, total: int) -> None:
-        self._sweep_total = total
+        self._sweep_total, self._running, self._failed = total, 0, 0
         self._sweep = self.progress.add_task("sweep", total=total, info="")
 
-    def run_done(self, skipped: bool = False) -> None:
+    def runs_running(self, count: int) -> None:
+        """How many runs train at once (the Ray executor); shown beside the sweep's bar."""
+        self._running = count
+        self._sweep_info()
+
+    def run_done(self, skipped: bool = False, failed: bool = False) -> None:
         if self._sweep is None:
             return
         if skipped:  # nothing was trained: shrink the total instead, so the ETA stays honest
@@ -50,6 +55,13 @@ class ProgressView:
             self.progress.update(self._sweep, total=self._sweep_total)
         else:
             self.progress.advance(self._sweep)
+        self._failed += failed
+        self._sweep_info()
+
+    def _sweep_info(self) -> None:
+        parts = [f"{self._running} running"] if self._running else []
+        parts += [f"{self._failed} failed"] if self._failed else []
+        self.progress.update(self._sweep, info=", ".join(parts))
 
     def counter(self, description: str) -> Callable[[int, int], None]:
         """A `progress(done, total)` callback showing a bar, for work outside runs (data generation).

@@ -13,6 +13,7 @@ import os
 import shutil
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,10 +58,15 @@ class SweepSpec:
 
 @dataclass(frozen=True)
 class SweepRuntime:
+    """How a sweep's runs execute (nothing here changes a result)."""
+
     device: str = "auto"
     runs_dir: Path = Path("runs")
     rerun: bool = False
     threads: int = 1  # CPUs each run may use
+    # With `rerun`: MLflow runs started before this moment (ms since the epoch) are the ones
+    # to train again; a later one is this sweep's own, resumed if its process died.
+    started_ms: int = 0
 
 
 @dataclass(frozen=True)
@@ -120,81 +126,123 @@ def _validate_params(cfg: RunConfig) -> RunConfig:
 
 
 class Sweep:
+    """Runs a sweep's configs one after another in this process."""
+
     def __init__(self, tracking: Tracking, runtime: SweepRuntime, progress: ProgressView) -> None:
         self.tracking, self.runtime, self.progress = tracking, runtime, progress
         self.outcomes: dict[str, Outcome] = {}  # by config hash
-        self.device = resolve_device(runtime.device)
         self._parent: RunLogger | None = None
 
     def run(self, configs: list[RunConfig], description: dict[str, str], data_roots: dict[str, Path]) -> list[Outcome]:
         """Train `configs` in order, reading the data roots `check_inputs` gave (by config hash);
         `description` goes to the parent run (made once one trains)."""
-        self._planned, self._description, self._data_roots = configs, description, data_roots
+        self._planned, self._description = configs, description
         self.progress.start_sweep(len(configs))
         results: list[Outcome] = []
         try:
             for cfg in configs:
-                outcome = self._run_one(cfg)
-                self.outcomes[cfg.config_hash()] = outcome
+                job = RunJob(cfg, self.dependency(cfg), data_roots[cfg.config_hash()], self.runtime)
+                outcome = job.run(self.tracking, self._parent_id, self.progress, self._dependency_outcome(job))
+                self.record(cfg, outcome)
                 results.append(outcome)
-                # skipped runs leave the bar's total, so the ETA reflects only the training left
-                self.progress.run_done(skipped=outcome.status == "skipped")
-                self._print(outcome)
         except KeyboardInterrupt:
-            self._finish_parent(results, "KILLED")
+            self.finish_parent(results, "KILLED")
             raise
-        self._finish_parent(results, "FAILED" if any(o.status == "failed" for o in results) else "FINISHED")
+        self.finish_parent(results, "FAILED" if any(o.status == "failed" for o in results) else "FINISHED")
         return results
 
-    def _parent_run(self) -> RunLogger:
+    def dependency(self, cfg: RunConfig) -> RunConfig | None:
+        """The planned run whose checkpoint `cfg` starts from, if any (same length and seed)."""
+        dep = dependency_of(cfg)
+        if dep is None:
+            return None
+        for planned in self._planned:
+            if planned.method == dep and planned.length == cfg.length and planned.seed == cfg.seed:
+                return planned
+        raise RtrbenchError(f"{cfg.run_name}: no {dep} run planned for it")
+
+    def _dependency_outcome(self, job: RunJob) -> Outcome | None:
+        return None if job.dependency is None else self.outcomes.get(job.dependency.config_hash())
+
+    def record(self, cfg: RunConfig, outcome: Outcome) -> None:
+        """Keep and print a run's outcome; skipped runs leave the bar's total, so the ETA
+        reflects only the training left."""
+        self.outcomes[cfg.config_hash()] = outcome
+        self.progress.run_done(skipped=outcome.status == "skipped", failed=outcome.status == "failed")
+        style = {"finished": "green", "skipped": "dim", "failed": "red"}[outcome.status]
+        miou = f" val mIoU {outcome.miou:.4f}" if outcome.miou is not None else ""
+        error = f": {outcome.error}" if outcome.error else ""
+        self.progress.note(f"[{style}]{outcome.status:>8}[/] {outcome.name}{miou}{error}")
+
+    def _parent_id(self) -> str:
+        """The sweep's parent MLflow run, made when the first run trains."""
         if self._parent is None:
             self._parent = self.tracking.start_sweep(self._description)
-        return self._parent
+        return self._parent.run_id
 
-    def _finish_parent(self, results: list[Outcome], status: str) -> None:
+    def finish_parent(self, results: list[Outcome], status: str) -> None:
         if self._parent is not None:
             counts = {f"runs_{s}": sum(o.status == s for o in results) for s in ("finished", "skipped", "failed")}
             self._parent.log_metrics(counts, step=0)
             self._parent.finish(status)
 
-    def _run_one(self, cfg: RunConfig) -> Outcome:
-        """Train one run, owning its folder: a run another process is training is waited for."""
+
+@dataclass(frozen=True)
+class RunJob:
+    """One run of a sweep, as a process trains it (picklable: the Ray executor ships it)."""
+
+    cfg: RunConfig
+    dependency: RunConfig | None  # the run whose checkpoint it starts from
+    data_root: Path
+    runtime: SweepRuntime
+
+    def run(self, tracking: Tracking, parent_id: Callable[[], str], progress: ProgressView, dependency: Outcome | None) -> Outcome:
+        """Train the run or find it finished, owning its folder meanwhile: a run another process
+        is training is waited for. `parent_id()` gives the sweep's parent MLflow run."""
+        cfg = self.cfg
+
         def waiting(owner: str) -> None:
-            self.progress.note(f"[yellow] waiting[/] {cfg.run_name}: {owner} is training it")
+            progress.note(f"[yellow] waiting[/] {cfg.run_name}: {owner} is training it")
 
         with owned_run(self.runtime.runs_dir, cfg.config_hash(), waiting):
-            return self._train_or_skip(cfg)
+            return self._train_or_skip(tracking, parent_id, progress, dependency)
 
-    def _train_or_skip(self, cfg: RunConfig) -> Outcome:
-        records = self.tracking.find(cfg.config_hash())
+    def _train_or_skip(self, tracking: Tracking, parent_id: Callable[[], str], progress: ProgressView, dependency: Outcome | None) -> Outcome:
+        cfg, runtime = self.cfg, self.runtime
+        records = tracking.find(cfg.config_hash())
+        if runtime.rerun:  # the runs before this sweep are history; a later one is its own
+            for record in records:
+                if record.start_time < runtime.started_ms and record.status == "RUNNING":
+                    tracking.abandon(record, "")
+            records = [r for r in records if r.start_time >= runtime.started_ms]
         finished = next((r for r in records if r.status == "FINISHED"), None)
-        if finished and not self.runtime.rerun:
+        if finished:
             return Outcome(cfg.run_name, "skipped", finished.run_id, finished.metrics.get("val_miou"))
-        run_dir = self.runtime.runs_dir / cfg.config_hash()
-        if self.runtime.rerun:
+        run_dir = runtime.runs_dir / cfg.config_hash()
+        if runtime.rerun and not records:  # the first attempt of this sweep: start over
             shutil.rmtree(run_dir, ignore_errors=True)
         started = time.perf_counter()
         logger = None
         try:
-            init_checkpoint, init_tags = self._init_from(cfg)
-            unfinished = [r for r in records if r.status != "FINISHED"]
-            if unfinished and not self.runtime.rerun and (run_dir / LAST_CHECKPOINT).is_file():
-                logger = self.tracking.reopen(unfinished[0], self._parent_run().run_id)  # resumes from its checkpoint
+            device = resolve_device(runtime.device)
+            init_checkpoint, init_tags = self._init_from(tracking, dependency)
+            unfinished = [r for r in records if r.status != "FINISHED"]  # newest first
+            if unfinished:  # one MLflow run per config: it goes on from its checkpoint, if any
+                logger = tracking.reopen(unfinished[0], parent_id())
+                for record in unfinished[1:]:  # left by older versions
+                    tracking.abandon(record, parent_id())
             else:
-                for record in unfinished:
-                    self.tracking.abandon(record)
                 tags = {
                     **init_tags,
-                    "device": self.device.type,
-                    "threads": str(self.runtime.threads),
+                    "device": device.type,
+                    "threads": str(runtime.threads),
                     "supervision": "scribbles" if get_method(cfg.method).uses_scribbles else "full",
-                    PARENT_TAG: self._parent_run().run_id,
+                    PARENT_TAG: parent_id(),
                 }
-                logger = self.tracking.start(cfg, tags)
+                logger = tracking.start(cfg, tags)
             ctx = RunContext(
-                cfg, get_method(cfg.method), self._data_roots[cfg.config_hash()], run_dir, self.device, logger,
-                self.progress, init_checkpoint, self.runtime.threads,
-            )  # fmt: skip
+                cfg, get_method(cfg.method), self.data_root, run_dir, device, logger, progress, init_checkpoint, runtime.threads
+            )
             result = Trainer(ctx).run()
             logger.finish("FINISHED")
             return Outcome(cfg.run_name, "finished", logger.run_id, result.miou, time.perf_counter() - started)
@@ -210,36 +258,22 @@ class Sweep:
                 message += f" (traceback in {run_dir / 'error.log'})"
             if logger:
                 logger.finish("FAILED", message)
-            self.progress.end_run()
+            progress.end_run()
             return Outcome(cfg.run_name, "failed", logger.run_id if logger else None, None, time.perf_counter() - started, message)
 
-    def _init_from(self, cfg: RunConfig) -> tuple[Path | None, dict[str, str]]:
-        """The checkpoint of the dependency run (same length and seed), when the method has one."""
-        dep = dependency_of(cfg)
+    def _init_from(self, tracking: Tracking, outcome: Outcome | None) -> tuple[Path | None, dict[str, str]]:
+        """The checkpoint of the dependency run, when the method has one."""
+        dep = self.dependency
         if dep is None:
             return None, {}
-        dep_cfg = self._dependency_config(cfg, dep)
-        outcome = self.outcomes.get(dep_cfg.config_hash())
         if outcome is None or outcome.status == "failed":
-            raise RtrbenchError(f"{cfg.run_name}: its {dep} run {dep_cfg.run_name} did not finish")
-        path = self.runtime.runs_dir / dep_cfg.config_hash() / "final" / "model.pt"
+            raise RtrbenchError(f"{self.cfg.run_name}: its {dep.method} run {dep.run_name} did not finish")
+        path = self.runtime.runs_dir / dep.config_hash() / "final" / "model.pt"
         if not path.is_file():  # finished elsewhere (another machine): fetch the logged checkpoint
             from mlflow.artifacts import download_artifacts
 
-            path = Path(download_artifacts(run_id=outcome.run_id, artifact_path="checkpoint/model.pt", tracking_uri=self.tracking.uri))
+            path = Path(download_artifacts(run_id=outcome.run_id, artifact_path="checkpoint/model.pt", tracking_uri=tracking.uri))
         return path, {"init_run_id": outcome.run_id}
-
-    def _dependency_config(self, cfg: RunConfig, dep: str) -> RunConfig:
-        for planned in self._planned:
-            if planned.method == dep and planned.length == cfg.length and planned.seed == cfg.seed:
-                return planned
-        raise RtrbenchError(f"{cfg.run_name}: no {dep} run planned for it")
-
-    def _print(self, outcome: Outcome) -> None:
-        style = {"finished": "green", "skipped": "dim", "failed": "red"}[outcome.status]
-        miou = f" val mIoU {outcome.miou:.4f}" if outcome.miou is not None else ""
-        error = f": {outcome.error}" if outcome.error else ""
-        self.progress.console.print(f"[{style}]{outcome.status:>8}[/] {outcome.name}{miou}{error}", highlight=False, soft_wrap=True)
 
 
 def _failure_line(exc: BaseException) -> str:
@@ -248,4 +282,3 @@ def _failure_line(exc: BaseException) -> str:
         text = text.splitlines()[-1].split(": ", 1)[-1]
     text = one_line(text)
     return text if isinstance(exc, RtrbenchError) else f"{type(exc).__name__}: {text}"
-

@@ -122,25 +122,26 @@ class Tracking:
 
     def reopen(self, record: RunRecord, parent_id: str) -> RunLogger:
         """Continue an interrupted or failed run: same MLflow run, status back to RUNNING, moved
-        under the sweep that finishes it."""
+        under the sweep `parent_id` that finishes it."""
         if "error" in record.tags:
             self.client.delete_tag(record.run_id, "error")
-        self._end_dead_parent(record)
+        self._end_dead_parent(record, parent_id)
         self.client.set_tag(record.run_id, PARENT_TAG, parent_id)
         self.client.update_run(record.run_id, status="RUNNING")
         return RunLogger(self.client, record.run_id)
 
-    def abandon(self, record: RunRecord) -> None:
-        """Mark a run left RUNNING by a killed process as KILLED (it is being started afresh)."""
-        self._end_dead_parent(record)
+    def abandon(self, record: RunRecord, parent_id: str) -> None:
+        """Mark a run left RUNNING by a killed process as KILLED."""
+        self._end_dead_parent(record, parent_id)
         if record.status == "RUNNING":
             self.client.set_terminated(record.run_id, status="KILLED")
 
-    def _end_dead_parent(self, record: RunRecord) -> None:
-        # The sweep that left this run unfinished was killed too; its parent run still says RUNNING.
-        parent_id = record.tags.get(PARENT_TAG)
-        if parent_id and self.client.get_run(parent_id).info.status == "RUNNING":
-            self.client.set_terminated(parent_id, status="KILLED")
+    def _end_dead_parent(self, record: RunRecord, parent_id: str) -> None:
+        # The sweep that left this run unfinished was killed too, unless it is the sweep at work
+        # (a Ray task retried after its process died); a dead sweep's parent still says RUNNING.
+        old = record.tags.get(PARENT_TAG)
+        if old and old != parent_id and self.client.get_run(old).info.status == "RUNNING":
+            self.client.set_terminated(old, status="KILLED")
 
 
 class RunLogger:

@@ -51,7 +51,7 @@ class JointTransform:
 def _resize(a: np.ndarray, size: tuple[int, int], resample: int) -> np.ndarray:
     if (a.shape[1], a.shape[0]) == size:
         return a
-    return np.asarray(Image.fromarray(a).resize(size, resample=resample))
+    return np.array(Image.fromarray(a).resize(size, resample=resample))  # a writable copy: torch.from_numpy warns on read-only arrays
 
 
 def _pad_to(a: np.ndarray, crop: int, value) -> np.ndarray:

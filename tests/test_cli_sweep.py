@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from rtrbench.datasets.labelio import read_label_png
 from rtrbench.datasets.voc import read_ids
@@ -187,3 +188,23 @@ def test_init_scratch_needs_no_pce_run(tmp_path):
     _, runs = runs_of(tmp_path)
     assert [r.info.run_name for r in runs] == ["grid-gd/len1/seed0"]
     assert "init_run_id" not in runs[0].data.tags and runs[0].data.params["init"] == "scratch"
+
+
+def test_threads_option_sets_the_threads_of_each_run(tmp_path, monkeypatch):
+    from rtrbench.trainer import Trainer
+
+    seen, step = [], Trainer.train_step
+
+    def recording_step(self, batch, where):
+        seen.append(torch.get_num_threads())
+        return step(self, batch, where)
+
+    monkeypatch.setattr(Trainer, "train_step", recording_step)
+    before = torch.get_num_threads()
+    args = ("run", "--preset", "smoke", "--methods", "pce-gd", "--lengths", "1", "--epochs", "1", "--quiet")
+    result = rtrbench(tmp_path, *args, "--threads", "1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert seen and set(seen) == {1}
+    assert torch.get_num_threads() == before  # a process-wide setting, given back after the run
+    _, [run] = runs_of(tmp_path)
+    assert run.data.tags["threads"] == "1"

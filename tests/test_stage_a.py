@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from pydantic import ValidationError
@@ -80,3 +82,29 @@ def test_a_worker_pool_gives_the_inline_proposals(pascal_tree, tmp_path):
         np.testing.assert_array_equal(method.passes(i), first[i])
     drop = {"stageA_seconds"}
     assert {k: v for k, v in pooled.items() if k not in drop} == {k: v for k, v in inline.items() if k not in drop}
+
+
+def test_the_stage_a_pool_has_one_worker_per_thread_of_the_run(pascal_tree, tmp_path, monkeypatch):
+    import rtrbench.methods.grid_tr as grid_tr
+    from rtrbench.trainer import Trainer
+    from tests.test_trainer import context
+
+    sizes = []
+
+    class RecordingPool:
+        def __init__(self, workers, mp_context):
+            sizes.append(workers)
+
+        def shutdown(self, cancel_futures=False):
+            pass
+
+    monkeypatch.setattr(grid_tr, "ProcessPoolExecutor", RecordingPool)
+    monkeypatch.setattr(grid_tr, "_solve_all", lambda problems, executor, limit: map(grid_tr.solve, problems))
+    monkeypatch.setattr(grid_tr, "MIN_IMAGES_FOR_POOL", 1)  # the 6-image tree counts as large
+    for threads, expected in ((3, [3]), (1, [])):  # one thread: solved inline, no pool
+        sizes.clear()
+        ctx = context(pascal_tree, tmp_path / str(threads), grid_tr.GridTR, **{"methods.grid-tr.params.proposal_weight": 0.1})
+        trainer = Trainer(dataclasses.replace(ctx, threads=threads))
+        trainer.method.on_epoch_start(1, trainer.model, trainer.train_set)
+        trainer.method.close()
+        assert sizes == expected
