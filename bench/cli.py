@@ -23,7 +23,9 @@ console = Console()
 
 
 def _fail(exc: RtrbenchError) -> None:
-    err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    from rich.markup import escape
+
+    err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -53,6 +55,22 @@ def _options(model, **values):
         return model(**values)
     except ValidationError as exc:
         raise ConfigError(" ".join(f"--{str(e['loc'][0]).replace('_', '-')}: {e['msg']}" for e in exc.errors())) from None
+
+
+def _ray_options(executor: str, address: str | None, cpus_per_run: float, gpus_per_run: float):
+    """The Ray executor's options (Ray checked to be installed), or None for the local one."""
+    if executor == "local":
+        if address is not None:
+            raise ConfigError("--address: only with --executor ray")
+        return None
+    if executor != "ray":
+        raise ConfigError(f"--executor {executor}: expected local or ray")
+    if cpus_per_run <= 0 or gpus_per_run < 0:
+        raise ConfigError("--cpus-per-run must be > 0 and --gpus-per-run ≥ 0")
+    from rtrbench.ray_sweep import RayOptions, import_ray
+
+    import_ray()
+    return RayOptions(address, cpus_per_run, gpus_per_run)
 
 
 def _seeds(text: str) -> tuple[int, ...]:
@@ -92,6 +110,10 @@ def run(
     runs_dir: Annotated[Path, typer.Option(help="Checkpoints and run files.")] = Path("runs"),
     data_dir: Annotated[Path, typer.Option(help="Where the synthetic set is generated.")] = Path("data"),
     rerun: Annotated[bool, typer.Option(help="Train again even if a finished run with the same config exists.")] = False,
+    executor: Annotated[str, typer.Option(help="local: one run after another in this process; ray: each run a Ray task.")] = "local",
+    address: Annotated[Optional[str], typer.Option(help="Ray cluster to use (with --executor ray); default: a local one for the sweep.")] = None,
+    cpus_per_run: Annotated[float, typer.Option(help="CPUs Ray reserves per run (its threads).")] = 1.0,
+    gpus_per_run: Annotated[float, typer.Option(help="GPUs Ray reserves per run; fractions share a GPU.")] = 0.0,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
 ) -> None:
     """Train every (method, length, seed) of a sweep, tracked in MLflow."""
@@ -118,11 +140,18 @@ def run(
         configs = plan(spec)
         resolve_device(device)  # a device that is not there fails here, not in every run
         runtime = SweepRuntime(device, runs_dir.resolve(), rerun, threads or available_cpus(), int(time.time() * 1000))
+        ray_options = _ray_options(executor, address, cpus_per_run, gpus_per_run)
         with ProgressView(console, enabled=not quiet) as progress:
-            data_roots = check_inputs(configs, data_dir, progress.counter)  # before anything is tracked
+            data_roots = check_inputs(configs, data_dir.resolve(), progress.counter)  # before anything is tracked
             tracking = Tracking(tracking_uri, experiment or f"rtrbench-{Path(preset).stem}")
+            if ray_options is None:
+                sweep = Sweep(tracking, runtime, progress)
+            else:
+                from rtrbench.ray_sweep import RaySweep
+
+                sweep = RaySweep(tracking, runtime, progress, ray_options)
             console.print(f"sweep: {len(configs)} runs, experiment '{tracking.experiment}' at {tracking.uri}")
-            outcomes = Sweep(tracking, runtime, progress).run(configs, spec.describe(), data_roots)
+            outcomes = sweep.run(configs, spec.describe(), data_roots)
     except RtrbenchError as exc:
         _fail(exc)
     _print_table1(tracking)

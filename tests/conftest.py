@@ -48,8 +48,10 @@ def pascal_tree(tmp_path: Path) -> Path:
 
 
 # Every method at two lengths and two seeds on the smoke preset: the one sweep that the
-# command-line, report and resume tests share (training it once per test session).
-SMOKE_SWEEP = ("run", "--preset", "smoke", "--methods", "all", "--lengths", "0,1", "--seeds", "0,1", "--quiet")
+# command-line, report, resume and Ray tests share (training it once per test session). One
+# thread per run, as a Ray task with one CPU has: runs elsewhere can then be compared with it
+# bit for bit (the thread count changes the order of floating-point sums).
+SMOKE_SWEEP = ("run", "--preset", "smoke", "--methods", "all", "--lengths", "0,1", "--seeds", "0,1", "--threads", "1", "--quiet")
 
 
 @pytest.fixture(scope="session")
@@ -61,3 +63,14 @@ def smoke_sweep(tmp_path_factory) -> Path:
     result = rtrbench(cwd, *SMOKE_SWEEP)
     assert result.returncode == 0, result.stdout + result.stderr
     return cwd
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray cluster of 2 CPUs for the test session (the sweeps use it rather than
+    starting their own)."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield ray
+    ray.shutdown()

@@ -108,3 +108,20 @@ def test_the_stage_a_pool_has_one_worker_per_thread_of_the_run(pascal_tree, tmp_
         trainer.method.on_epoch_start(1, trainer.model, trainer.train_set)
         trainer.method.close()
         assert sizes == expected
+
+
+def test_the_training_set_of_grid_tr_pickles_for_spawned_loader_workers(pascal_tree, tmp_path):
+    """Loader workers under spawn/forkserver receive the dataset pickled, with its proposal source."""
+    import pickle
+
+    from rtrbench.methods.grid_tr import GridTR
+    from rtrbench.trainer import Trainer
+    from tests.test_trainer import context
+
+    trainer = Trainer(context(pascal_tree, tmp_path, GridTR, **{"methods.grid-tr.params.proposal_weight": 0.1}))
+    trainer.method.on_epoch_start(1, trainer.model, trainer.train_set)
+    trainer.train_set.set_epoch(1)
+    copy = pickle.loads(pickle.dumps(trainer.train_set))
+    for index in range(len(copy)):
+        theirs, ours = copy[index], trainer.train_set[index]
+        assert (theirs["proposal"] == ours["proposal"]).all() and (ours["proposal"] != 255).any()
