@@ -57,7 +57,7 @@ def _options(model, **values):
         raise ConfigError(" ".join(f"--{str(e['loc'][0]).replace('_', '-')}: {e['msg']}" for e in exc.errors())) from None
 
 
-def _ray_options(executor: str, address: str | None, cpus_per_run: float, gpus_per_run: float):
+def _ray_options(executor: str, address: str | None, cpus_per_run: float, gpus_per_run: float, device: str, threads: int | None):
     """The Ray executor's options (Ray checked to be installed), or None for the local one."""
     if executor == "local":
         if address is not None:
@@ -67,6 +67,10 @@ def _ray_options(executor: str, address: str | None, cpus_per_run: float, gpus_p
         raise ConfigError(f"--executor {executor}: expected local or ray")
     if cpus_per_run <= 0 or gpus_per_run < 0:
         raise ConfigError("--cpus-per-run must be > 0 and --gpus-per-run ≥ 0")
+    if threads is not None:
+        raise ConfigError("--threads: with --executor ray each run has --cpus-per-run threads")
+    if device == "cuda" and gpus_per_run <= 0:
+        raise ConfigError("--device cuda with --executor ray: give each run a GPU share with --gpus-per-run")
     from rtrbench.ray_sweep import RayOptions, import_ray
 
     import_ray()
@@ -104,7 +108,7 @@ def run(
     init: Annotated[Optional[str], typer.Option(help="method: fine-tune regularized methods from their PCE-GD run; scratch: from the backbone.")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override any config key, e.g. --set train.eval_every=2.")] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
-    threads: Annotated[Optional[int], typer.Option(help="CPU threads per run (torch, stage-A workers); default: the CPUs this process may use.")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads per run (torch, stage-A workers); default: the CPUs this process may use. (Ray: --cpus-per-run.)")] = None,
     tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow tracking URI; default: sqlite mlflow.db here.")] = None,
     experiment: Annotated[Optional[str], typer.Option(help="MLflow experiment; default: rtrbench-<preset>.")] = None,
     runs_dir: Annotated[Path, typer.Option(help="Checkpoints and run files.")] = Path("runs"),
@@ -140,7 +144,7 @@ def run(
         configs = plan(spec)
         resolve_device(device)  # a device that is not there fails here, not in every run
         runtime = SweepRuntime(device, runs_dir.resolve(), rerun, threads or available_cpus(), int(time.time() * 1000))
-        ray_options = _ray_options(executor, address, cpus_per_run, gpus_per_run)
+        ray_options = _ray_options(executor, address, cpus_per_run, gpus_per_run, device, threads)
         with ProgressView(console, enabled=not quiet) as progress:
             data_roots = check_inputs(configs, data_dir.resolve(), progress.counter)  # before anything is tracked
             tracking = Tracking(tracking_uri, experiment or f"rtrbench-{Path(preset).stem}")
@@ -160,12 +164,20 @@ def run(
 
 def _print_table1(tracking) -> None:
     """The experiment's Table-1 view (all its finished runs, this sweep's and earlier ones)."""
+    from rtrbench.reports.build import ONE_SEED_NOTE
     from rtrbench.reports.mlflow_runs import runs_frame
+    from rtrbench.reports.pairwise import leaders
+    from rtrbench.reports.rows import finished_runs
     from rtrbench.reports.table import miou_table, rich_table
 
-    table = miou_table(runs_frame(tracking))
-    if not table.empty:
-        console.print(rich_table(table, f"val mIoU — {tracking.experiment} (`rtrbench report` writes the figures)"))
+    runs = runs_frame(tracking)
+    table = miou_table(runs)
+    if table.empty:
+        return
+    done = finished_runs(runs)
+    console.print(rich_table(table, leaders(done), f"val mIoU — {tracking.experiment} (`rtrbench report` writes the figures)"))
+    if done["seed"].nunique() < 2:
+        console.print(f"[yellow]note:[/] {ONE_SEED_NOTE}", highlight=False)
 
 
 def _print_summary(outcomes) -> None:
@@ -218,7 +230,7 @@ def report(
             result = make_report(open_experiment(tracking_uri, name), out or Path("reports") / name, length, progress)
     except RtrbenchError as exc:
         _fail(exc)
-    console.print(rich_table(result.table, f"val mIoU — {name}"))
+    console.print(rich_table(result.table, result.marks, f"val mIoU — {name}"))
     for note in result.notes:
         console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
     for path in result.files:

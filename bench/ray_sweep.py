@@ -57,8 +57,6 @@ class RaySweep(Sweep):
         device = runtime.device
         if device == "auto":
             device = "cuda" if options.gpus_per_run > 0 else "cpu"
-        elif device == "cuda" and options.gpus_per_run <= 0:
-            raise ConfigError("--device cuda with --executor ray: give each run a GPU share with --gpus-per-run")
         # what each task gets: its device, and as many threads as CPUs Ray reserves for it
         self.task_runtime = replace(runtime, device=device, threads=max(1, math.floor(options.cpus_per_run)))
 

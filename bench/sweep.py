@@ -21,6 +21,7 @@ from typing import Any
 from rtrbench.config import Preset, RunConfig, resolve_run_config
 from rtrbench.errors import ConfigError, RtrbenchError, one_line
 from rtrbench.progress import ProgressView
+from rtrbench.provenance import software_tags
 from rtrbench.registry import get_method
 from rtrbench.run_lock import owned_run
 from rtrbench.tracking import PARENT_TAG, RunLogger, Tracking
@@ -236,6 +237,7 @@ class RunJob:
                     **init_tags,
                     "device": device.type,
                     "threads": str(runtime.threads),
+                    **software_tags(),
                     "supervision": "scribbles" if get_method(cfg.method).uses_scribbles else "full",
                     PARENT_TAG: parent_id(),
                 }

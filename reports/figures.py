@@ -40,9 +40,10 @@ def row_colors(rows: list[str]) -> dict[str, tuple]:
     return {FULL_ROW: (0, 0, 0), **{r: palette[i % len(palette)] for i, r in enumerate(others)}}
 
 
-def miou_vs_length(table: pd.DataFrame, out: Path) -> list[Path]:
-    """Fig. 5 from the Table-1 frame: mean val mIoU per length, error bars = std over seeds."""
-    fig = Figure(figsize=(6, 4))
+def miou_vs_length(table: pd.DataFrame, out: Path, done: pd.DataFrame | None = None) -> list[Path]:
+    """Fig. 5 from the Table-1 frame: mean val mIoU per length, error bars = std over seeds, and
+    each seed's value as a dot (the finished runs `done`, when given)."""
+    fig = Figure(figsize=(7.5, 4))
     ax = fig.subplots()
     colors = row_colors(list(table.index))
     lengths = np.array(lengths_of(table), float)
@@ -56,12 +57,20 @@ def miou_vs_length(table: pd.DataFrame, out: Path) -> list[Path]:
             continue
         present = ~np.isnan(means)
         ax.errorbar(lengths[present] + shift, means[present], yerr=stds[present], marker="o", capsize=3, label=row, color=colors[row])
+        if done is not None:
+            seeds = done[done["row"] == row]
+            ax.scatter(seeds["length"] + shift, seeds["val_miou"], s=9, color=colors[row], alpha=0.45, linewidths=0)
     ax.set_xlabel("scribble length")
     ax.set_ylabel("val mIoU")
-    ax.set_title("val mIoU vs scribble length (Fig. 5)")
+    ax.set_title("val mIoU vs scribble length (bars: std over seeds; dots: seeds)", fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    _legend_outside(ax)
     return save_figure(fig, out, "fig5_miou_vs_length")
+
+
+def _legend_outside(ax: Axes) -> None:
+    """Right of the axes, so that it never covers a curve, however many rows there are."""
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
 
 
 def trimap_summary(done: pd.DataFrame, histories: pd.DataFrame) -> pd.DataFrame:
@@ -78,11 +87,11 @@ def trimap_summary(done: pd.DataFrame, histories: pd.DataFrame) -> pd.DataFrame:
 
 def trimap_at_length(summary: pd.DataFrame, rows: list[str], length: float, out: Path) -> list[Path]:
     """Fig. 6 at one scribble length, rows in the given order; the reference whatever its own length."""
-    fig = Figure(figsize=(6, 4))
+    fig = Figure(figsize=(7.5, 4))
     ax = fig.subplots()
     _plot_trimap(ax, summary, rows, length)
-    ax.set_title(f"trimap mIoU vs band width, scribble length {length_label(length)} (Fig. 6)")
-    ax.legend(fontsize=8)
+    ax.set_title(f"trimap mIoU vs band width, scribble length {length_label(length)}", fontsize=10)
+    _legend_outside(ax)
     return save_figure(fig, out, "fig6_trimap")
 
 

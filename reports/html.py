@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from rtrbench.reports.table import best_rows, cell_text, length_label, lengths_of
+from rtrbench.reports.table import LEGEND, Marks, marked, cell_text, length_label, lengths_of, mark_of
 
 STYLE = """
 body { font-family: sans-serif; max-width: 72em; margin: 2em auto; color: #222; }
@@ -29,15 +29,16 @@ class Section:
     files: list[Path] = field(default_factory=list)  # linked below the section
 
 
-def table1_html(table: pd.DataFrame) -> str:
-    """Table 1 as an HTML table, best per length in bold (the same cells as the Markdown)."""
-    best = best_rows(table)
+def table1_html(table: pd.DataFrame, marks: Marks) -> str:
+    """Table 1 as an HTML table, leaders marked (the same cells as the Markdown)."""
     head = "".join(f"<th>len {length_label(x)}</th>" for x in lengths_of(table))
     rows = []
     for row in table.index:
-        cells = "".join(_td(cell_text(table, row, x), row in best[x]) for x in lengths_of(table))
+        cells = "".join(
+            f"<td>{marked(html.escape(cell_text(table, row, x)), mark_of(marks, row, x), '<b>{}</b>')}</td>" for x in lengths_of(table)
+        )
         rows.append(f"<tr><td>{html.escape(row)}</td>{cells}</tr>")
-    return f"<table><tr><th>method</th>{head}</tr>{''.join(rows)}</table>"
+    return f"<table><tr><th>method</th>{head}</tr>{''.join(rows)}</table><p>{html.escape(LEGEND)}</p>"
 
 
 def frame_html(frame: pd.DataFrame) -> str:
@@ -54,8 +55,20 @@ def figure_html(paths: list[Path]) -> str:
     return f'<p><img alt="{html.escape(png.stem)}" src="data:image/png;base64,{data}"></p>'
 
 
-def write_index(out: Path, title: str, sections: list[Section], notes: list[str]) -> Path:
+def markdown_table_html(text: str) -> str:
+    """A Markdown table (header, rule, rows; then a legend paragraph) as HTML."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines if line.startswith("|")]
+    legend = [line for line in lines if not line.startswith("|")]
+    head, body = rows[0], rows[2:]
+    cells = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in body)
+    table = "<table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in head) + f"</tr>{cells}</table>"
+    return table + "".join(f"<p>{html.escape(line)}</p>" for line in legend)
+
+
+def write_index(out: Path, title: str, sections: list[Section], notes: list[str], provenance: dict[str, str]) -> Path:
     parts = [f"<h1>{html.escape(title)}</h1>"]
+    parts.append("<ul>" + "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in provenance.items()) + "</ul>")
     parts += [f'<p class="note">{html.escape(note)}</p>' for note in notes]
     for section in sections:
         links = " · ".join(f'<a href="{html.escape(_relative(p, out))}">{html.escape(p.name)}</a>' for p in section.files)
@@ -67,11 +80,6 @@ def write_index(out: Path, title: str, sections: list[Section], notes: list[str]
     path = out / "index.html"
     path.write_text(page, encoding="utf-8")
     return path
-
-
-def _td(text: str, bold: bool) -> str:
-    text = html.escape(text)
-    return f"<td><b>{text}</b></td>" if bold else f"<td>{text}</td>"
 
 
 def _relative(path: Path, out: Path) -> str:

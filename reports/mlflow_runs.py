@@ -15,7 +15,7 @@ from rtrbench.tracking import Tracking
 
 RUN_COLUMNS = [
     "method", "length", "seed", "config_hash", "status", "val_miou", "run_id", "start_time", "supervision", "init_run_id",
-    "parent_run_id", "params",
+    "parent_run_id", "params", "tags",
 ]  # fmt: skip
 HISTORY_COLUMNS = ["run_id", "key", "step", "value"]
 PREVIEW_DIR = "preview"  # artifact folder the trainer logs per-image previews into
@@ -30,7 +30,8 @@ def runs_frame(tracking: Tracking) -> pd.DataFrame:
     """One row per rtrbench run (sweep parent runs carry no config hash and are left out).
 
     Columns: method, length, seed, config_hash, status, val_miou, run_id, start_time (ms),
-    supervision, init_run_id and parent_run_id (tags, "" when absent) and params (dict of the flattened resolved config).
+    supervision, init_run_id and parent_run_id (tags, "" when absent), params (dict of the
+    flattened resolved config) and tags (dict of all tags).
     """
     rows = [
         {
@@ -46,6 +47,7 @@ def runs_frame(tracking: Tracking) -> pd.DataFrame:
             "init_run_id": r.tags.get("init_run_id", ""),
             "parent_run_id": r.tags.get("mlflow.parentRunId", ""),  # the sweep that ran it
             "params": r.params,
+            "tags": r.tags,
         }
         for r in tracking.runs()
     ]
@@ -76,6 +78,22 @@ def download_previews(tracking: Tracking, run_ids: list[str], dest: Path, progre
             found[run_id] = Path(local)
         progress(done, len(run_ids))
     return found
+
+
+def class_names(tracking: Tracking, run_id: str) -> list[str] | None:
+    """The run's class names in label order (from its class_iou.csv artifact), if it has one."""
+    from mlflow.artifacts import download_artifacts
+
+    try:
+        local = download_artifacts(run_id=run_id, artifact_path="class_iou.csv", tracking_uri=tracking.uri)
+    except Exception:  # no such artifact (an older or foreign run): the grid goes without a legend
+        return None
+    return [str(name) for name in pd.read_csv(local)["class"]]
+
+
+def sweep_params(tracking: Tracking, parent_ids: list[str]) -> list[dict[str, str]]:
+    """The params of the sweeps (parent runs) that ran the given runs: preset, methods, lengths, seeds."""
+    return [tracking.client.get_run(run_id).data.params for run_id in sorted({i for i in parent_ids if i})]
 
 
 def open_experiment(tracking_uri: str | None, name: str) -> Tracking:

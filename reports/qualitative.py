@@ -13,6 +13,7 @@ import numpy as np
 # Figure objects, not pyplot: no global backend is selected or changed (a notebook user keeps
 # theirs), and saving to a file needs no display.
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 import pandas as pd
 
 from rtrbench.datasets.labelio import IGNORE, read_image, read_label_png
@@ -35,8 +36,11 @@ def common_ids(folders: list[Path]) -> list[str]:
     return sorted(set.intersection(*per_run)) if per_run else []
 
 
-def qualitative_grid(shown: pd.DataFrame, folders: dict[str, Path], length: float, out: Path) -> list[Path]:
-    """Rows = image ids, columns = image, scribbles (when present), GT, one per table row.
+def qualitative_grid(
+    shown: pd.DataFrame, folders: dict[str, Path], length: float, out: Path, class_names: list[str] | None = None
+) -> list[Path]:
+    """Rows = image ids, columns = image, scribbles (when present), GT, one per table row; below,
+    the colours of the classes shown (with `class_names`).
 
     `shown`: from `preview_runs`; `folders`: run_id -> downloaded preview folder (runs
     without one are already left out). Returns [] when no image is common to all runs.
@@ -50,13 +54,16 @@ def qualitative_grid(shown: pd.DataFrame, folders: dict[str, Path], length: floa
     columns = ["image", *(["scribbles"] if scribbles else []), "ground truth", *shown["row"]]
     fig = Figure(figsize=(1.7 * len(columns), 1.7 * len(ids) + 0.4))
     axes = fig.subplots(len(ids), len(columns), squeeze=False)
+    seen: set[int] = set()  # labels drawn, for the legend
     for axes_row, image_id in zip(axes, ids):
         image = read_image(first / f"{image_id}_image.jpg")
+        labels = [read_label_png(first / f"{image_id}_gt.png")]
+        labels += [read_label_png(folders[r] / f"{image_id}_pred.png") for r in shown["run_id"]]
         panels = [image]
         if scribbles:
             panels.append(_overlay(image, read_label_png(scribbles / f"{image_id}_scribbles.png")))
-        panels.append(colorize(read_label_png(first / f"{image_id}_gt.png")))
-        panels += [colorize(read_label_png(folders[r] / f"{image_id}_pred.png")) for r in shown["run_id"]]
+        panels += [colorize(label_map) for label_map in labels]
+        seen.update(int(v) for label_map in labels for v in np.unique(label_map) if v != IGNORE)
         for ax, panel in zip(axes_row, panels):
             ax.imshow(panel, interpolation="nearest")
             ax.set_xticks([])
@@ -66,7 +73,16 @@ def qualitative_grid(shown: pd.DataFrame, folders: dict[str, Path], length: floa
         ax.set_title(title, fontsize=7)
     fig.suptitle(f"val predictions, scribble length {length_label(length)}", fontsize=9)
     fig.tight_layout()
+    if class_names:
+        _class_legend(fig, [i for i in sorted(seen) if i < len(class_names)], class_names)
     return save_figure(fig, out, "qualitative")
+
+
+def _class_legend(fig: Figure, labels: list[int], names: list[str]) -> None:
+    """Class colours under the grid, for the classes it shows."""
+    colours = colorize(np.array([labels], np.uint8))[0] / 255.0
+    handles = [Patch(facecolor=colour, edgecolor="black", linewidth=0.3, label=names[i]) for i, colour in zip(labels, colours)]
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(6, len(handles)), fontsize=7, frameon=False)
 
 
 def scribble_folder(shown: pd.DataFrame, folders: dict[str, Path], ids: list[str]) -> Path | None:

@@ -2,7 +2,9 @@
 
 `miou_table` computes it from a runs frame (`reports.mlflow_runs.runs_frame`); the writers render
 it as Markdown, CSV (separate mean / std / n columns), LaTeX (booktabs) and a rich Table.
-The best mean per length is bold; the full-supervision row is a reference, never bold.
+The leaders per length (`reports.pairwise.leaders`) are marked: the best row in bold where its
+lead over the runner-up is significant (paired over seeds), otherwise every tied leader with
+a dagger. The full-supervision row is a reference, never marked.
 """
 
 from __future__ import annotations
@@ -18,6 +20,14 @@ from rtrbench.reports.rows import FULL_ROW, finished_runs, row_order
 
 MISSING = "—"
 STATS = ("mean", "std", "n")
+TIE = "†"
+# Per length: the leading rows, and whether the lead is clear (see `reports.pairwise.leaders`).
+Marks = dict[float, tuple[set[str], bool]]
+LEGEND = (
+    "val mIoU, mean ± sample std over seeds (number of seeds). Bold: best at that length, its paired "
+    f"95 % interval against the runner-up excluding 0; {TIE}: tied for best (the intervals include 0, "
+    "or fewer than two seeds pair up); see pairwise.md."
+)
 
 
 def miou_table(runs: pd.DataFrame) -> pd.DataFrame:
@@ -52,14 +62,12 @@ def lengths_of(table: pd.DataFrame) -> list[float]:
     return list(table.columns.get_level_values("length").unique())
 
 
-def best_rows(table: pd.DataFrame) -> dict[float, set[str]]:
-    """Per length, the rows with the highest mean (ties all count), the reference left out."""
-    compared = table.drop(index=FULL_ROW, errors="ignore")
-    best = {}
-    for length in lengths_of(table):
-        means = compared[(length, "mean")]
-        best[length] = set(means.index[means == means.max()]) if means.notna().any() else set()
-    return best
+def mark_of(marks: Marks, row: str, length: float) -> str | None:
+    """"best" (a clear leader), "tied" (one of tied leaders) or None."""
+    rows, clear = marks.get(length, (set(), False))
+    if row not in rows:
+        return None
+    return "best" if clear else "tied"
 
 
 def cell_text(table: pd.DataFrame, row: str, length: float, digits: int = 4) -> str:
@@ -75,14 +83,13 @@ def length_label(length: float) -> str:
     return f"{length:g}"
 
 
-def to_markdown(table: pd.DataFrame) -> str:
-    best = best_rows(table)
+def to_markdown(table: pd.DataFrame, marks: Marks) -> str:
     header = ["method", *(f"len {length_label(x)}" for x in lengths_of(table))]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
     for row in table.index:
-        cells = [_bold_md(cell_text(table, row, x)) if row in best[x] else cell_text(table, row, x) for x in lengths_of(table)]
+        cells = [marked(cell_text(table, row, x), mark_of(marks, row, x), "**{}**") for x in lengths_of(table)]
         lines.append("| " + " | ".join([row, *cells]) + " |")
-    return "\n".join(lines) + "\n\nval mIoU, mean ± sample std over seeds (number of seeds); best per length in bold.\n"
+    return "\n".join(lines) + f"\n\n{LEGEND}\n"
 
 
 def to_csv_frame(table: pd.DataFrame) -> pd.DataFrame:
@@ -92,8 +99,7 @@ def to_csv_frame(table: pd.DataFrame) -> pd.DataFrame:
     return flat
 
 
-def to_latex(table: pd.DataFrame) -> str:
-    best = best_rows(table)
+def to_latex(table: pd.DataFrame, marks: Marks) -> str:
     lengths = lengths_of(table)
     lines = [
         r"\begin{tabular}{l" + "r" * len(lengths) + "}",
@@ -104,40 +110,42 @@ def to_latex(table: pd.DataFrame) -> str:
     for row in table.index:
         if row == FULL_ROW:
             lines.append(r"\midrule")
-        cells = []
-        for x in lengths:
-            text = _latex_cell(table, row, x)
-            cells.append(rf"\textbf{{{text}}}" if row in best[x] else text)
+        cells = [marked(_latex_cell(table, row, x), mark_of(marks, row, x), r"\textbf{{{}}}", r"$^\dagger$") for x in lengths]
         lines.append(_latex_escape(row) + " & " + " & ".join(cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines) + "\n"
 
 
-def write_table(table: pd.DataFrame, out: Path) -> list[Path]:
+def write_table(table: pd.DataFrame, marks: Marks, out: Path, header: str = "") -> list[Path]:
+    """table.md, table.csv, table.tex; `header` (how the runs were made) opens the Markdown and,
+    as comments, the LaTeX file (the CSV stays plain for spreadsheets; provenance.json has it)."""
     out.mkdir(parents=True, exist_ok=True)
     csv, md, tex = out / "table.csv", out / "table.md", out / "table.tex"
     to_csv_frame(table).to_csv(csv, float_format="%.6f")
-    md.write_text(to_markdown(table))
-    tex.write_text(to_latex(table))
+    md.write_text((header + "\n\n" if header else "") + to_markdown(table, marks))
+    comments = "".join(f"% {line}\n" for line in header.splitlines())
+    tex.write_text(comments + to_latex(table, marks))
     return [md, csv, tex]
 
 
-def rich_table(table: pd.DataFrame, title: str) -> Table:
-    """Table 1 for the terminal: `mean ± std (n)` per length, best per length in bold."""
-    best = best_rows(table)
-    view = Table(title=title)
+def rich_table(table: pd.DataFrame, marks: Marks, title: str) -> Table:
+    """Table 1 for the terminal: `mean ± std (n)` per length, leaders marked as in the files."""
+    view = Table(title=title, caption=f"bold: clear best; {TIE}: tied for best (paired 95 % intervals over seeds)")
     view.add_column("method")
     for length in lengths_of(table):
         view.add_column(f"len {length_label(length)}", justify="right")
     for row in table.index:
-        cells = [cell_text(table, row, x) for x in lengths_of(table)]
+        cells = [marked(cell_text(table, row, x), mark_of(marks, row, x), "[bold]{}[/]") for x in lengths_of(table)]
         # Row labels hold `[key=value]`, which rich would take for markup.
-        view.add_row(escape(row), *(f"[bold]{c}[/]" if row in best[x] else c for c, x in zip(cells, lengths_of(table))))
+        view.add_row(escape(row), *cells)
     return view
 
 
-def _bold_md(text: str) -> str:
-    return f"**{text}**"
+def marked(text: str, mark: str | None, bold: str, tie: str = TIE) -> str:
+    """The cell text in `bold` (a format string) for a clear best, followed by the tie mark for a tied leader."""
+    if mark == "best":
+        return bold.format(text)
+    return f"{text} {tie}" if mark == "tied" else text
 
 
 def _latex_cell(table: pd.DataFrame, row: str, length: float) -> str:

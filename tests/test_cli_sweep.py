@@ -208,3 +208,4 @@ def test_threads_option_sets_the_threads_of_each_run(tmp_path, monkeypatch):
     assert torch.get_num_threads() == before  # a process-wide setting, given back after the run
     _, [run] = runs_of(tmp_path)
     assert run.data.tags["threads"] == "1"
+    assert "one seed per run: the rankings carry no error bars" in result.stdout  # under the Table-1 view

@@ -1,12 +1,13 @@
 """`rtrbench run --executor ray`: runs as Ray tasks on a local 2-CPU cluster (one per test
-session), overlapping where independent and after their dependency otherwise, with the
-serial sweep's results; a task whose process is killed is retried and resumes; an MLflow
-server as the tracking store."""
+session), overlapping where independent and after their dependency otherwise, logging to an
+MLflow server, with the serial sweep's results; a task whose process is killed is retried and
+resumes."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -18,7 +19,10 @@ from pathlib import Path
 
 import pytest
 
+from mlflow import MlflowClient
+
 from rtrbench.checkpoint import load_checkpoint
+from rtrbench.datasets.voc import read_ids
 from rtrbench.errors import ConfigError
 from rtrbench.ray_sweep import check_tracking_for_cluster
 from tests.cli_helpers import rtrbench, runs_of, sweeps_of
@@ -31,13 +35,40 @@ def serial_runs(smoke_sweep: Path) -> dict:
     return {r.info.run_name: r for r in runs}
 
 
+@pytest.fixture
+def mlflow_server(tmp_path) -> str:
+    """`mlflow server` on a free local port, with a SQLite backend and an artifact folder."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+         "--artifacts-destination", str(tmp_path / "artifacts"), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    uri = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            urllib.request.urlopen(f"{uri}/health", timeout=1)
+            break
+        except OSError:
+            assert server.poll() is None and time.monotonic() < deadline, "the MLflow server did not start"
+            time.sleep(0.2)
+    yield uri
+    server.terminate()
+    server.wait(timeout=30)
+
+
 @pytest.mark.slow
-def test_ray_sweep_overlaps_independent_runs_and_matches_the_serial_sweep(ray_cluster, smoke_sweep, tmp_path):
+def test_a_ray_sweep_overlaps_runs_logs_to_a_server_and_matches_the_serial_sweep(ray_cluster, smoke_sweep, mlflow_server, tmp_path):
     args = ("run", "--preset", "smoke", "--methods", "grid-gd", "--lengths", "0,1", "--data-dir", str(smoke_sweep / "data"))
-    result = rtrbench(tmp_path, *args, *RAY)
+    result = rtrbench(tmp_path, *args, "--tracking-uri", mlflow_server, *RAY)
     assert result.returncode == 0, result.stdout + result.stderr
-    _, runs = runs_of(tmp_path)
-    runs = {r.info.run_name: r for r in runs}
+    client = MlflowClient(mlflow_server)
+    experiment = client.get_experiment_by_name("rtrbench-smoke")
+    every = client.search_runs([experiment.experiment_id])
+    runs = {r.info.run_name: r for r in every if "config_hash" in r.data.tags}
     assert sorted(runs) == ["grid-gd/len0/seed0", "grid-gd/len1/seed0", "pce-gd/len0/seed0", "pce-gd/len1/seed0"]
     span = {name: (r.info.start_time, r.info.end_time) for name, r in runs.items()}
     first, second = span["pce-gd/len0/seed0"], span["pce-gd/len1/seed0"]
@@ -47,15 +78,20 @@ def test_ray_sweep_overlaps_independent_runs_and_matches_the_serial_sweep(ray_cl
         assert runs[f"grid-gd/len{length}/seed0"].data.tags["init_run_id"] == runs[f"pce-gd/len{length}/seed0"].info.run_id
     serial = serial_runs(smoke_sweep)
     for name, run in runs.items():  # one thread per run in both: the same arithmetic, the same scores
-        assert run.data.tags["threads"] == "1"
+        assert run.info.status == "FINISHED" and run.data.tags["threads"] == "1"
         assert run.data.metrics["val_miou"] == serial[name].data.metrics["val_miou"], name
-    [parent] = sweeps_of(tmp_path)
+    [parent] = [r for r in every if r.data.tags.get("rtrbench.sweep") == "1"]
     assert parent.info.status == "FINISHED" and {r.data.tags["mlflow.parentRunId"] for r in runs.values()} == {parent.info.run_id}
+    stored = list((tmp_path / "artifacts").rglob("checkpoint/model.pt"))  # artifacts went through the server
+    assert len(stored) == 4
 
 
 @pytest.mark.slow
-def test_a_task_whose_process_is_killed_is_retried_and_resumes(ray_cluster, smoke_sweep, tmp_path):
-    args = ("run", "--preset", "smoke", "--methods", "pce-gd", "--lengths", "1", "--data-dir", str(smoke_sweep / "data"))
+def test_a_killed_task_is_retried_and_resumes_and_a_failing_run_is_not(ray_cluster, smoke_sweep, tmp_path):
+    # the smoke sweep's data, with one length-0 scribble torn: that run fails for a data reason
+    data = Path(shutil.copytree(next((smoke_sweep / "data").glob("synth-*")), tmp_path / "data"))
+    (data / "pascal_2012_scribble0" / f"{read_ids(data, 'train')[0]}.png").write_bytes(b"")
+    args = ("run", "--preset", "smoke", "--methods", "pce-gd", "--lengths", "0,1", "--data", str(data))
     done: dict = {}
     driver = threading.Thread(target=lambda: done.setdefault("result", rtrbench(tmp_path, *args, *RAY)))
     driver.start()
@@ -68,53 +104,17 @@ def test_a_task_whose_process_is_killed_is_retried_and_resumes(ray_cluster, smok
     os.kill(owner["pid"], signal.SIGKILL)
     driver.join(timeout=300)
     result = done["result"]
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.returncode == 1, result.stdout + result.stderr  # the torn run failed
 
-    _, [run] = runs_of(tmp_path)  # one MLflow run, resumed by the retried task
-    assert run.info.status == "FINISHED"
+    _, runs = runs_of(tmp_path)  # one MLflow run per config: the killed one resumed by the retried task
+    status = {r.info.run_name: r for r in runs}
+    assert sorted(status) == ["pce-gd/len0/seed0", "pce-gd/len1/seed0"]
+    resumed, failed = status["pce-gd/len1/seed0"], status["pce-gd/len0/seed0"]
+    assert resumed.info.status == "FINISHED"
     ref = serial_runs(smoke_sweep)["pce-gd/len1/seed0"]
-    assert run.data.metrics["val_miou"] == ref.data.metrics["val_miou"]  # as if never interrupted
-    assert [s.info.status for s in sweeps_of(tmp_path)] == ["FINISHED"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.mark.slow
-def test_a_ray_sweep_logs_to_an_mlflow_server(ray_cluster, smoke_sweep, tmp_path):
-    port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-         "--artifacts-destination", str(tmp_path / "artifacts"), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"{uri}/health", timeout=1)
-                break
-            except OSError:
-                assert server.poll() is None and time.monotonic() < deadline, "the MLflow server did not start"
-                time.sleep(0.2)
-        args = ("run", "--preset", "smoke", "--methods", "grid-gd", "--lengths", "1", "--epochs", "1",
-                "--data-dir", str(smoke_sweep / "data"), "--tracking-uri", uri)  # fmt: skip
-        result = rtrbench(tmp_path, *args, *RAY)
-        assert result.returncode == 0, result.stdout + result.stderr
-        from mlflow import MlflowClient
-
-        client = MlflowClient(uri)
-        experiment = client.get_experiment_by_name("rtrbench-smoke")
-        runs = [r for r in client.search_runs([experiment.experiment_id]) if "config_hash" in r.data.tags]
-        assert sorted(r.info.status for r in runs) == ["FINISHED", "FINISHED"]
-        assert list((tmp_path / "artifacts").rglob("checkpoint/model.pt")), "the server stored no checkpoint"
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    assert resumed.data.metrics["val_miou"] == ref.data.metrics["val_miou"]  # as if never interrupted
+    assert failed.info.status == "FAILED" and "cannot read image" in failed.data.tags["error"]
+    assert [s.info.status for s in sweeps_of(tmp_path)] == ["FAILED"]  # the parent: some run failed
 
 
 def test_a_local_store_is_refused_for_a_cluster_of_several_machines():

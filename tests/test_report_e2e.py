@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import base64
+import json
+from importlib import metadata
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -53,6 +55,7 @@ def test_all_files_are_written(reported):
     out, _ = reported
     stems = ["fig5_miou_vs_length", "fig6_trimap", "fig6_trimap_panels", "qualitative"]
     expected = {"table.md", "table.csv", "table.tex", "timing.md", "timing.csv", "index.html"}
+    expected |= {"pairwise.csv", "pairwise.md", "provenance.json"}
     expected |= {f"{stem}.{fmt}" for stem in stems for fmt in ("png", "svg")}
     assert expected <= {p.name for p in out.iterdir()}
     assert all((out / name).stat().st_size > 0 for name in expected)
@@ -67,7 +70,21 @@ def test_table_covers_every_method_with_two_seeds(reported):
     assert table.filter(like="std").notna().all().all()
     assert all(method in stdout for method in METHODS)
     tex = (out / "table.tex").read_text()
-    assert r"\toprule" in tex and r"\bottomrule" in tex and tex.count(r"\textbf") >= 2
+    assert r"\toprule" in tex and r"\bottomrule" in tex
+    assert tex.count(r"\textbf") + tex.count(r"$^\dagger$") >= 2  # a leader (or tied leaders) per length
+
+
+def test_the_report_says_how_its_runs_were_made(reported):
+    out, _ = reported
+    info = json.loads((out / "provenance.json").read_text())
+    assert info["preset"] == "smoke" and info["seeds"] == "0, 1" and info["device"] == "cpu"
+    assert info["rtrbench"].startswith(metadata.version("rtrbench"))
+    assert info["data"].startswith("synth (synthetic, seed=0 n_train=24 n_val=8 size=64 classes=4")
+    for name in ("table.md", "pairwise.md"):  # the header opens the tables' files
+        assert (out / name).read_text().startswith("- **preset**: smoke")
+    assert "<b>preset</b>: smoke" in (out / "index.html").read_text()
+    pairs = pd.read_csv(out / "pairwise.csv")
+    assert set(pairs["method"]) == set(METHODS) and (pairs["n"] == 2).all()
 
 
 def test_timing_compares_with_pce_and_gives_the_stage_a_share(reported):

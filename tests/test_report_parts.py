@@ -77,6 +77,9 @@ def test_grid_shows_the_images_common_to_all_runs_and_a_scribble_column_when_pre
     without = Image.open(qualitative_grid(shown, folders, 1.0, tmp_path / "without")[0]).size
     assert with_scribbles[0] > without[0] and with_scribbles[1] == without[1]
     assert qualitative_grid(shown, {}, 1.0, tmp_path / "none") == []
+    # with the class names, a legend of the colours shown (labels 1 and 2) goes under the grid
+    legend = Image.open(qualitative_grid(shown, folders, 1.0, tmp_path / "legend", ["bg", "square", "bar", "unseen"])[0]).size
+    assert legend[1] > without[1]
 
 
 def test_pick_length_prefers_the_wanted_then_the_nearest():

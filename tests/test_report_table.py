@@ -15,6 +15,8 @@ from mlflow import MlflowClient
 
 from rtrbench.reports.rows import FULL_ROW
 from rtrbench.reports.mlflow_runs import runs_frame
+from rtrbench.reports.pairwise import leaders
+from rtrbench.reports.rows import finished_runs
 from rtrbench.reports.table import miou_table, rich_table, to_csv_frame, to_latex, to_markdown, write_table
 from rtrbench.tracking import Tracking
 
@@ -87,6 +89,11 @@ def table(tracking):
     return miou_table(runs_frame(tracking))
 
 
+@pytest.fixture(scope="module")
+def marks(tracking):
+    return leaders(finished_runs(runs_frame(tracking)))
+
+
 def expected(values):
     values = np.array(values)
     return values.mean(), (values.std(ddof=1) if len(values) > 1 else np.nan), len(values)
@@ -116,22 +123,28 @@ def test_differing_configs_are_separate_rows_named_by_the_differing_param(table)
     assert cell(table, "grid-tr [train.lr=0.0003]", 0.0)[2] == 0  # that config never ran at length 0
 
 
-def test_missing_cells_and_single_seeds_are_marked(table):
-    md = to_markdown(table)
+def test_missing_cells_and_single_seeds_are_marked(table, marks):
+    md = to_markdown(table, marks)
     dense = next(line for line in md.splitlines() if line.startswith("| dense-gd"))
-    assert dense.split("|")[2].strip() == "0.5300 ± — (1)"
+    assert dense.split("|")[2].strip() == "0.5300 ± — (1) †"  # one seed: no interval, tied for best
     assert dense.split("|")[3].strip() == "—"  # only a RUNNING run at length 1
     assert np.isnan(cell(table, "dense-gd", 1.0)[0])
 
 
-def test_best_per_column_is_bold_and_the_reference_never(table):
-    md = to_markdown(table).splitlines()
-    bold = {line.split("|")[1].strip(): [i for i, c in enumerate(line.split("|")[2:4]) if "**" in c] for line in md if line.startswith("| ")}
-    assert bold["grid-tr [train.lr=0.0003]"] == [1]  # 0.69 beats 0.65 and 0.613 at length 1
-    assert bold["grid-tr [train.lr=0.01]"] == [0]  # 0.563 at length 0
-    assert bold["pce-gd"] == bold["dense-gd"] == bold[FULL_ROW] == []  # the reference (0.73) is higher, yet not bold
-    tex = to_latex(table)
-    assert tex.count(r"\textbf") == 2 and r"\toprule" in tex and r"\bottomrule" in tex and tex.count(r"\midrule") == 2
+def test_a_clear_best_is_bold_tied_leaders_marked_and_the_reference_never(table, marks):
+    md = to_markdown(table, marks).splitlines()
+    cells = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:4]] for line in md if line.startswith("| ")}
+    # length 1: 0.69 (lr 0.0003) against the runner-up 0.65 (lr 0.01), seeds 0 and 1 differ by
+    # 0.04 both: an interval of one point that excludes 0: bold
+    assert cells["grid-tr [train.lr=0.0003]"][1].startswith("**")
+    # length 0: the best 0.563 (lr 0.01) against the runner-up dense-gd, which has one seed:
+    # no interval, a tie; pce-gd is below it on every seed (interval excludes 0): not a leader
+    assert cells["grid-tr [train.lr=0.01]"][0].endswith(" †") and cells["dense-gd"][0].endswith(" †")
+    assert "†" not in cells["pce-gd"][0] and "**" not in "".join(cells["pce-gd"] + cells[FULL_ROW])  # the reference (0.73) is higher, yet unmarked
+    assert sum(c.count("**") for row in cells.values() for c in row) == 2
+    tex = to_latex(table, marks)
+    assert tex.count(r"\textbf") == 1 and tex.count(r"$^\dagger$") == 2
+    assert r"\toprule" in tex and r"\bottomrule" in tex and tex.count(r"\midrule") == 2
     assert r"\textbf{0.690 $\pm$ 0.014 (2)}" in tex
 
 
@@ -142,8 +155,8 @@ def test_full_supervision_row_holds_its_one_value_at_every_length(table):
         assert (mean, n) == (pytest.approx(want_mean), want_n) and std == pytest.approx(want_std)
 
 
-def test_csv_has_separate_mean_std_n_columns(table, tmp_path):
-    write_table(table, tmp_path)
+def test_csv_has_separate_mean_std_n_columns(table, marks, tmp_path):
+    write_table(table, marks, tmp_path)
     csv = pd.read_csv(tmp_path / "table.csv", index_col=0)
     assert list(csv.columns) == ["0 mean", "0 std", "0 n", "1 mean", "1 std", "1 n"]
     assert csv.loc["pce-gd", "1 mean"] == pytest.approx(np.mean(KNOWN["pce-gd"][1.0]), abs=1e-6)
@@ -152,11 +165,11 @@ def test_csv_has_separate_mean_std_n_columns(table, tmp_path):
     assert {p.name for p in tmp_path.iterdir()} == {"table.csv", "table.md", "table.tex"}
 
 
-def test_rich_table_shows_every_row(table):
+def test_rich_table_shows_every_row(table, marks):
     from rich.console import Console
 
     console = Console(record=True, width=200)
-    console.print(rich_table(table, "t"))
+    console.print(rich_table(table, marks, "t"))
     text = console.export_text()
     assert all(row in text for row in table.index) and "—" in text
 
