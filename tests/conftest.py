@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +69,37 @@ def smoke_sweep(tmp_path_factory) -> Path:
     result = rtrbench(cwd, *SMOKE_SWEEP)
     assert result.returncode == 0, result.stdout + result.stderr
     return cwd
+
+
+@dataclass(frozen=True)
+class Server:
+    uri: str
+    artifacts: Path  # where it stores the artifacts logged through it
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    """`mlflow server` on a free local port, with a SQLite backend and an artifact folder."""
+    cwd = tmp_path_factory.mktemp("mlflow-server")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    command = [
+        sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{cwd / 'server.db'}",
+        "--artifacts-destination", str(cwd / "artifacts"), "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+    ]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    uri, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 120
+    while True:
+        try:
+            urllib.request.urlopen(f"{uri}/health", timeout=1)
+            break
+        except OSError:
+            assert process.poll() is None and time.monotonic() < deadline, "the MLflow server did not start"
+            time.sleep(0.2)
+    yield Server(uri, cwd / "artifacts")
+    process.terminate()
+    process.wait(timeout=30)
 
 
 @pytest.fixture(scope="session")

@@ -9,12 +9,9 @@ import json
 import os
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -35,37 +32,12 @@ def serial_runs(smoke_sweep: Path) -> dict:
     return {r.info.run_name: r for r in runs}
 
 
-@pytest.fixture
-def mlflow_server(tmp_path) -> str:
-    """`mlflow server` on a free local port, with a SQLite backend and an artifact folder."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-         "--artifacts-destination", str(tmp_path / "artifacts"), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    uri = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            urllib.request.urlopen(f"{uri}/health", timeout=1)
-            break
-        except OSError:
-            assert server.poll() is None and time.monotonic() < deadline, "the MLflow server did not start"
-            time.sleep(0.2)
-    yield uri
-    server.terminate()
-    server.wait(timeout=30)
-
-
 @pytest.mark.slow
 def test_a_ray_sweep_overlaps_runs_logs_to_a_server_and_matches_the_serial_sweep(ray_cluster, smoke_sweep, mlflow_server, tmp_path):
     args = ("run", "--preset", "smoke", "--methods", "grid-gd", "--lengths", "0,1", "--data-dir", str(smoke_sweep / "data"))
-    result = rtrbench(tmp_path, *args, "--tracking-uri", mlflow_server, *RAY)
+    result = rtrbench(tmp_path, *args, "--tracking-uri", mlflow_server.uri, *RAY)
     assert result.returncode == 0, result.stdout + result.stderr
-    client = MlflowClient(mlflow_server)
+    client = MlflowClient(mlflow_server.uri)
     experiment = client.get_experiment_by_name("rtrbench-smoke")
     every = client.search_runs([experiment.experiment_id])
     runs = {r.info.run_name: r for r in every if "config_hash" in r.data.tags}
@@ -82,8 +54,8 @@ def test_a_ray_sweep_overlaps_runs_logs_to_a_server_and_matches_the_serial_sweep
         assert run.data.metrics["val_miou"] == serial[name].data.metrics["val_miou"], name
     [parent] = [r for r in every if r.data.tags.get("rtrbench.sweep") == "1"]
     assert parent.info.status == "FINISHED" and {r.data.tags["mlflow.parentRunId"] for r in runs.values()} == {parent.info.run_id}
-    stored = list((tmp_path / "artifacts").rglob("checkpoint/model.pt"))  # artifacts went through the server
-    assert len(stored) == 4
+    stored = {p.parent.parent.parent.name for p in mlflow_server.artifacts.rglob("checkpoint/model.pt")}
+    assert {r.info.run_id for r in runs.values()} <= stored  # the artifacts went through the server
 
 
 @pytest.mark.slow
