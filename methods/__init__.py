@@ -5,12 +5,14 @@ from rtrbench.methods.base import Batch, Method, MethodContext, NoParams
 from rtrbench.methods.solvers.bilateral import bilateral_filter
 from rtrbench.methods.losses.dense_crf import dense_crf_loss
 from rtrbench.methods.losses.grid_potts import grid_potts_loss
+from rtrbench.methods.losses.relaxations import RELAXATIONS, collision_cross_entropy, potts_relaxation
 from rtrbench.methods.pce import PCEGD, FullSupervision, partial_cross_entropy
 from rtrbench.methods.solvers.potts import contrast_weights, contrast_weights_torch, potts_energy
 from rtrbench.methods.losses.robust import robust_cross_entropy
 
 __all__ = [
     "PCEGD",
+    "RELAXATIONS",
     "Batch",
     "FullSupervision",
     "Method",
@@ -18,11 +20,13 @@ __all__ = [
     "NoParams",
     "alpha_expansion",
     "bilateral_filter",
+    "collision_cross_entropy",
     "contrast_weights",
     "contrast_weights_torch",
     "dense_crf_loss",
     "grid_potts_loss",
     "partial_cross_entropy",
     "potts_energy",
+    "potts_relaxation",
     "robust_cross_entropy",
 ]
