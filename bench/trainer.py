@@ -187,7 +187,7 @@ class Trainer:
         metrics["train_loss"] = sum(sums.values()) / n
         metrics["lr"] = self.optimizer.param_groups[0]["lr"]
         metrics["epoch_seconds"] = time.perf_counter() - started
-        ctx.logger.log_metrics({**metrics, **hook_metrics}, step=epoch)
+        ctx.logger.log_metrics({**metrics, **hook_metrics, **self.method.epoch_metrics()}, step=epoch)
 
     def train_step(self, batch: Batch, where: str) -> dict[str, float]:
         """One SGD step on `batch`; returns the loss terms' values. `where` names it in errors."""

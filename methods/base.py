@@ -82,6 +82,11 @@ class Method:
     def close(self) -> None:
         """Release what the method holds (worker pools); called when its run ends, however it ends."""
 
+    def epoch_metrics(self) -> dict[str, float]:
+        """Metrics the method gathered over the epoch just trained (e.g. the mean energy of an
+        inner solver), logged at that epoch; called once at the end of each epoch."""
+        return {}
+
     def on_epoch_start(self, epoch: int, model: torch.nn.Module, train_set: ScribbleDataset) -> dict[str, float]:
         """Hook for methods with an outer loop (e.g. trust-region proposals over the un-augmented
         training set, `train_set.load(i)`); returns metrics to log at this epoch."""

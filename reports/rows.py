@@ -16,7 +16,7 @@ import pandas as pd
 from rtrbench.config import RUNTIME_KEYS
 
 FULL_ROW = "full supervision"
-METHOD_ORDER = ("pce-gd", "dense-gd", "grid-gd", "grid-tr")  # the paper's order; others follow by name
+METHOD_ORDER = ("pce-gd", "dense-gd", "grid-gd", "grid-tr", "soft-sl")  # the paper's order, then its successor; others by name
 # Runtime-only keys (data path, workers, ...) never split a row: they do not change results.
 _SEED_KEYS = frozenset({"seed"}) | RUNTIME_KEYS
 _REFERENCE_FREE_KEYS = _SEED_KEYS | {"length"}  # the reference does not depend on the length

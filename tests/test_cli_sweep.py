@@ -19,7 +19,7 @@ from tests.conftest import SMOKE_SWEEP, make_pascal_tree
 
 pytestmark = pytest.mark.slow
 
-METHODS = ("pce-gd", "grid-gd", "dense-gd", "grid-tr")
+METHODS = ("pce-gd", "grid-gd", "dense-gd", "grid-tr", "soft-sl")
 STAGE_A = ("stageA_energy_init", "stageA_energy", "stageA_changed_frac", "stageA_seconds",
            "stageA_seed_violations", "stageA_proposal_miou", "stageA_network_miou")  # fmt: skip
 
@@ -81,12 +81,20 @@ def test_regularized_methods_fine_tune_from_the_pce_run(smoke_sweep):
     client, runs = by_name(smoke_sweep)
     for name, run in runs.items():
         method, length, seed = name.split("/")
-        if method in ("grid-gd", "dense-gd", "grid-tr"):
+        if method in ("grid-gd", "dense-gd", "grid-tr", "soft-sl"):
             assert run.data.tags["init_run_id"] == runs[f"pce-gd/{length}/{seed}"].info.run_id, name
-            term = "train_robust_ce_loss" if method == "grid-tr" else "train_reg_loss"
+            term = {"grid-tr": "train_robust_ce_loss", "soft-sl": "train_coupling_loss"}.get(method, "train_reg_loss")
             assert len(client.get_metric_history(run.info.run_id, term)) == int(run.data.params["train.epochs"])
         else:
             assert "init_run_id" not in run.data.tags
+
+
+def test_soft_sl_logs_a_y_step_that_lowers_its_energy(smoke_sweep):
+    client, runs = by_name(smoke_sweep)
+    for name in (n for n in runs if n.startswith("soft-sl/")):
+        before, after = (client.get_metric_history(runs[name].info.run_id, k) for k in ("train_ystep_energy_init", "train_ystep_energy"))
+        assert len(before) == len(after) == 2  # the smoke preset's two epochs
+        assert all(a.value < b.value for a, b in zip(after, before))
 
 
 def test_grid_tr_logs_stage_a(smoke_sweep):

@@ -18,7 +18,7 @@ from rtrbench.cli import app
 
 pytestmark = pytest.mark.slow
 
-METHODS = ("pce-gd", "dense-gd", "grid-gd", "grid-tr")
+METHODS = ("pce-gd", "dense-gd", "grid-gd", "grid-tr", "soft-sl")
 
 
 @pytest.fixture(scope="module")

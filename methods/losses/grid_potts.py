@@ -7,6 +7,10 @@ import torch
 from rtrbench.methods.losses.relaxations import potts_relaxation
 from rtrbench.methods.solvers.potts import OFFSETS, contrast_weights_torch, pair_slices
 
+# Relaxations of unit vectors: normalized-quadratic(p, q) = bilinear(p̂, q̂) and
+# collision-divergence(p, q) = collision(p̂, q̂) with p̂ = p / ‖p‖.
+ON_UNIT_VECTORS = {"normalized-quadratic": "bilinear", "collision-divergence": "collision"}
+
 
 def grid_potts_energy(
     probs: torch.Tensor, weights: torch.Tensor, roi: torch.Tensor, relaxation: str = "bilinear"
@@ -14,6 +18,9 @@ def grid_potts_energy(
     """Per image: Σ_{(i,j)∈N8} w_ij P(q_i, q_j) / #ROI pixels, for the Potts relaxation P
     (`potts_relaxation`; bilinear: Σ_k q_i^k (1 − q_j^k)). `weights` from `contrast_weights_torch`
     (N×4×H×W, 0 off the ROI). Returns N values."""
+    if relaxation in ON_UNIT_VECTORS:  # the same values, with each pixel's norm taken once, not per pair
+        probs = probs / probs.norm(dim=1, keepdim=True).clamp_min(torch.finfo(probs.dtype).tiny)
+        relaxation = ON_UNIT_VECTORS[relaxation]
     h, w = probs.shape[-2:]
     total = probs.new_zeros(probs.shape[0])
     for d, (dy, dx) in enumerate(OFFSETS):
