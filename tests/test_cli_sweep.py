@@ -94,7 +94,10 @@ def test_soft_sl_logs_a_y_step_that_lowers_its_energy(smoke_sweep):
     for name in (n for n in runs if n.startswith("soft-sl/")):
         before, after = (client.get_metric_history(runs[name].info.run_id, k) for k in ("train_ystep_energy_init", "train_ystep_energy"))
         assert len(before) == len(after) == 2  # the smoke preset's two epochs
-        assert all(a.value < b.value for a, b in zip(after, before))
+        # never above its start (the best iterate is kept), and below it over the run: with the
+        # smoke preset's big steps, an epoch of small crops may find no lower point
+        assert all(a.value <= b.value for a, b in zip(after, before))
+        assert sum(a.value for a in after) < sum(b.value for b in before), name
 
 
 def test_grid_tr_logs_stage_a(smoke_sweep):
