@@ -4,7 +4,8 @@ Runs are ordered so that a method's `init_from` dependency (same length and seed
 first. A finished run with the same config hash is skipped; an interrupted one resumes
 from its last checkpoint into the same MLflow run. A failing run is marked FAILED with
 its one-line error and the sweep goes on. The runs a sweep trains are grouped under one
-parent MLflow run.
+parent MLflow run. `RunJob` is one run as a process trains it; `Sweep` runs the jobs one
+after another here, `rtrbench.ray_sweep.RaySweep` as Ray tasks.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from rich.markup import escape
 
 from rtrbench.config import Preset, RunConfig, resolve_run_config
 from rtrbench.errors import ConfigError, RtrbenchError, one_line
@@ -172,8 +175,8 @@ class Sweep:
         self.progress.run_done(skipped=outcome.status == "skipped", failed=outcome.status == "failed")
         style = {"finished": "green", "skipped": "dim", "failed": "red"}[outcome.status]
         miou = f" val mIoU {outcome.miou:.4f}" if outcome.miou is not None else ""
-        error = f": {outcome.error}" if outcome.error else ""
-        self.progress.note(f"[{style}]{outcome.status:>8}[/] {outcome.name}{miou}{error}")
+        error = f": {escape(outcome.error)}" if outcome.error else ""
+        self.progress.note(f"[{style}]{outcome.status:>8}[/] {escape(outcome.name)}{miou}{error}")
 
     def _parent_id(self) -> str:
         """The sweep's parent MLflow run, made when the first run trains."""
