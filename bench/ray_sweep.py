@@ -17,8 +17,8 @@ from pathlib import Path
 from rtrbench.config import RunConfig
 from rtrbench.errors import ConfigError, one_line
 from rtrbench.progress import ProgressView
-from rtrbench.sweep import Outcome, RunJob, Sweep
-from rtrbench.tracking import Tracking
+from rtrbench.sweep import Outcome, RunJob, Sweep, skipped_outcome
+from rtrbench.tracking import RunLogger, Tracking
 
 INSTALL_HINT = 'pip install -e ".[ray]"'
 
@@ -106,14 +106,11 @@ class RaySweep(Sweep):
             self.finish_parent(list(self.outcomes.values()), "KILLED")
             raise
         results = [self.outcomes[cfg.config_hash()] for cfg in configs]
-        self.finish_parent(results, "FAILED" if any(o.status == "failed" for o in results) else "FINISHED")
+        self.finish_parent(results)
         return results
 
     def _finished(self, cfg: RunConfig) -> Outcome | None:
-        if self.runtime.rerun:
-            return None
-        record = next((r for r in self.tracking.find(cfg.config_hash()) if r.status == "FINISHED"), None)
-        return record and Outcome(cfg.run_name, "skipped", record.run_id, record.metrics.get("val_miou"))
+        return None if self.runtime.rerun else skipped_outcome(cfg, self.tracking.find(cfg.config_hash()))
 
     def _result(self, ray, ref, cfg: RunConfig) -> Outcome:
         """The task's outcome; a task that could not finish (its process died more often than
@@ -124,8 +121,7 @@ class RaySweep(Sweep):
             message = f"its Ray task did not finish ({one_line(getattr(exc, 'cause', None) or exc, 300)})"
             for record in self.tracking.find(cfg.config_hash()):
                 if record.status == "RUNNING":
-                    self.tracking.client.set_tag(record.run_id, "error", message)
-                    self.tracking.client.set_terminated(record.run_id, status="FAILED")
+                    RunLogger(self.tracking.client, record.run_id).finish("FAILED", message)
             return Outcome(cfg.run_name, "failed", error=message)
 
     def _running(self, pending: list[RunConfig]) -> int:

@@ -27,7 +27,7 @@ from rtrbench.progress import ProgressView
 from rtrbench.provenance import software_tags
 from rtrbench.registry import get_method
 from rtrbench.run_lock import owned_run
-from rtrbench.tracking import PARENT_TAG, RunLogger, Tracking
+from rtrbench.tracking import PARENT_TAG, RunLogger, RunRecord, Tracking
 from rtrbench.trainer import LAST_CHECKPOINT, RunContext, Trainer, resolve_device
 
 
@@ -152,7 +152,7 @@ class Sweep:
         except KeyboardInterrupt:
             self.finish_parent(results, "KILLED")
             raise
-        self.finish_parent(results, "FAILED" if any(o.status == "failed" for o in results) else "FINISHED")
+        self.finish_parent(results)
         return results
 
     def dependency(self, cfg: RunConfig) -> RunConfig | None:
@@ -184,7 +184,10 @@ class Sweep:
             self._parent = self.tracking.start_sweep(self._description)
         return self._parent.run_id
 
-    def finish_parent(self, results: list[Outcome], status: str) -> None:
+    def finish_parent(self, results: list[Outcome], status: str | None = None) -> None:
+        """Close the parent run: `status`, or FAILED if a run failed, else FINISHED."""
+        if status is None:
+            status = "FAILED" if any(o.status == "failed" for o in results) else "FINISHED"
         if self._parent is not None:
             counts = {f"runs_{s}": sum(o.status == s for o in results) for s in ("finished", "skipped", "failed")}
             self._parent.log_metrics(counts, step=0)
@@ -219,9 +222,9 @@ class RunJob:
                 if record.start_time < runtime.started_ms and record.status == "RUNNING":
                     tracking.abandon(record, "")
             records = [r for r in records if r.start_time >= runtime.started_ms]
-        finished = next((r for r in records if r.status == "FINISHED"), None)
+        finished = skipped_outcome(cfg, records)
         if finished:
-            return Outcome(cfg.run_name, "skipped", finished.run_id, finished.metrics.get("val_miou"))
+            return finished
         run_dir = runtime.runs_dir / cfg.config_hash()
         if runtime.rerun and not records:  # the first attempt of this sweep: start over
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -279,6 +282,12 @@ class RunJob:
 
             path = Path(download_artifacts(run_id=outcome.run_id, artifact_path="checkpoint/model.pt", tracking_uri=tracking.uri))
         return path, {"init_run_id": outcome.run_id}
+
+
+def skipped_outcome(cfg: RunConfig, records: list[RunRecord]) -> Outcome | None:
+    """The outcome of a config already FINISHED among `records` (its MLflow runs), if one is."""
+    finished = next((r for r in records if r.status == "FINISHED"), None)
+    return finished and Outcome(cfg.run_name, "skipped", finished.run_id, finished.metrics.get("val_miou"))
 
 
 def _failure_line(exc: BaseException) -> str:

@@ -15,7 +15,6 @@ import time
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from rtrbench.datasets.labelio import IGNORE
 from rtrbench.methods.base import Batch, Method, MethodContext
 from rtrbench.methods.losses.relaxations import Relaxation
 from rtrbench.methods.pce import partial_cross_entropy
@@ -54,10 +53,7 @@ class SoftSL(Method):
         self._add("ystep_energy", labels.energy.mean().item())
         self._add("ystep_seconds", time.perf_counter() - started)
         self._add("batches", 1.0)
-        free = batch.roi & (batch.scribbles == IGNORE)
-        y = labels.y
-        log_y = torch.log(y.clamp_min(torch.finfo(y.dtype).tiny))
-        coupled = free_mean(coupling(p.coupling, y, log_y, logits.float()), free).mean()
+        coupled = free_mean(coupling(p.coupling, labels.y, labels.log_y, logits.float()), problem.free).mean()
         return {
             "seed": self.batch_averaged(partial_cross_entropy(logits, batch.scribbles, batch.roi), batch),
             "coupling": p.eta * coupled,

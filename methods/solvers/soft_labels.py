@@ -77,6 +77,7 @@ class SoftLabelProblem:
 @dataclass(frozen=True)
 class SoftLabels:
     y: torch.Tensor  # N×K×H×W, detached
+    log_y: torch.Tensor  # its log (−inf off a seed's label)
     energy_init: torch.Tensor  # E(σ) per image
     energy: torch.Tensor  # E(y) per image, ≤ energy_init
 
@@ -97,5 +98,5 @@ def solve_soft_labels(problem: SoftLabelProblem, steps: int, step_size: float) -
             better = energy.detach() < best
             best = torch.where(better, energy.detach(), best)
             best_z[better] = z.detach()[better]
-    y, _ = problem.labels(best_z)
-    return SoftLabels(y.detach(), energy_init, best)
+    y, log_y = problem.labels(best_z)
+    return SoftLabels(y.detach(), log_y.detach(), energy_init, best)
