@@ -17,10 +17,10 @@ from pathlib import Path
 from rtrbench.config import RunConfig
 from rtrbench.errors import ConfigError, one_line
 from rtrbench.progress import ProgressView
-from rtrbench.sweep import Outcome, RunJob, Sweep, skipped_outcome
+from rtrbench.sweep import Outcome, RunJob, Sweep, available_cpus, skipped_outcome
 from rtrbench.tracking import RunLogger, Tracking
 
-INSTALL_HINT = 'pip install -e ".[ray]"'
+INSTALL_HINT = 'pip install "ray>=2.9"'
 
 
 @dataclass(frozen=True)
@@ -61,10 +61,14 @@ class RaySweep(Sweep):
         self.task_runtime = replace(runtime, device=device, threads=max(1, math.floor(options.cpus_per_run)))
 
     def run(self, configs: list[RunConfig], description: dict[str, str], data_roots: dict[str, Path]) -> list[Outcome]:
+        if not self.runtime.rerun and all(self._finished(cfg) is not None for cfg in configs):
+            return super().run(configs, description, data_roots)  # nothing to train: no cluster to start
         ray = import_ray()
         started_here = not ray.is_initialized()
         if started_here:
-            ray.init(address=self.options.address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+            # a local cluster gets the CPUs this process may use (its affinity mask), not the machine's
+            cpus = None if self.options.address is not None else available_cpus()
+            ray.init(address=self.options.address, num_cpus=cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
         try:
             check_tracking_for_cluster(self.tracking.uri, sum(node["Alive"] for node in ray.nodes()))
             return self._run_tasks(ray, configs, description, data_roots)

@@ -83,14 +83,17 @@ class Trainer:
         method_ctx = MethodContext(k, self.class_names, ctx.device, ctx.run_dir, cfg.train.batch_average, ctx.threads)
         self.method = ctx.method(ctx.method.Params.model_validate(cfg.params), method_ctx)
         transform = JointTransform(data.crop_size, data.scale_min, data.scale_max, data.flip)
-        self.train_set = ScribbleDataset(ctx.data_root, "train", cfg.length, transform, self.method.extra_maps(), cfg.seed)
-        self.val_set = ScribbleDataset(ctx.data_root, "val")
+        self.train_set = ScribbleDataset(
+            ctx.data_root, "train", cfg.length, transform, self.method.extra_maps(), cfg.seed, data.cache_mb / 2
+        )
+        self.val_set = ScribbleDataset(ctx.data_root, "val", cache_mb=data.cache_mb / 2)
         self.model = DeepLabV3Plus(k, cfg.model.width_mult, cfg.model.decoder_channels, cfg.model.output_stride)
         if cfg.model.backbone_weights is not None:
             load_backbone_weights(self.model, cfg.model.backbone_weights)
         if ctx.init_checkpoint is not None:
             self.model.load_state_dict(load_checkpoint(ctx.init_checkpoint)["model"])
-        self.model.to(ctx.device)
+        self.memory_format = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
+        self.model.to(ctx.device, memory_format=self.memory_format)
         t = cfg.train
         self.optimizer = torch.optim.SGD(
             [
@@ -191,7 +194,8 @@ class Trainer:
 
     def train_step(self, batch: Batch, where: str) -> dict[str, float]:
         """One SGD step on `batch`; returns the loss terms' values. `where` names it in errors."""
-        logits = self.model(batch.image)
+        # the network in its memory format; the methods' losses see plain NCHW tensors
+        logits = self.model(batch.image.contiguous(memory_format=self.memory_format)).contiguous()
         terms = self.method.loss(logits, batch)
         values = {name: float(term.detach()) for name, term in terms.items()}
         for name, value in values.items():

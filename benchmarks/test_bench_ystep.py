@@ -27,6 +27,8 @@ def batch():
     seeds[:, 5, 5:40] = 0
     roi = torch.ones(n, size, size, dtype=torch.bool)
     model = DeepLabV3Plus(k, cfg.model.width_mult, cfg.model.decoder_channels).train()
+    if cfg.train.channels_last:  # as the trainer runs it
+        model, images = model.to(memory_format=torch.channels_last), images.contiguous(memory_format=torch.channels_last)
     return cfg, model, images, seeds, roi
 
 
@@ -47,6 +49,7 @@ def test_y_step(benchmark, batch):
     p = SoftSLParams(**cfg.params)
     with torch.no_grad():
         logits = model(images)
-    problem = SoftLabelProblem(logits, seeds, roi, contrast_weights_torch(images, roi), p.eta, p.lam, p.relaxation, p.coupling)
+    images = images.contiguous()  # the trainer gives methods NCHW tensors
+    problem = SoftLabelProblem(logits.contiguous(), seeds, roi, contrast_weights_torch(images, roi), p.eta, p.lam, p.relaxation, p.coupling)
     result = benchmark.pedantic(lambda: solve_soft_labels(problem, p.steps, p.step_size), rounds=5, warmup_rounds=1)
     benchmark.extra_info.update(steps=p.steps, energy_init=result.energy_init.mean().item(), energy=result.energy.mean().item())

@@ -71,12 +71,17 @@ class ScribbleDataset(torch.utils.data.Dataset):
         transform: JointTransform | None = None,
         extra_maps: Mapping[str, MapSource] | None = None,
         seed: int = 0,
+        cache_mb: float = 0,
     ) -> None:
         if split == "train" and length is None:
             raise ValueError("the train split needs a scribble length")
         self.root, self.split, self.length = Path(root), split, length
         self.transform, self.extra_maps, self.seed = transform, dict(extra_maps or {}), seed
         self.epoch = 0
+        # Decoded files kept in memory, up to cache_mb: decoding is most of the loading time on
+        # small images. Per process (each loader worker fills its own).
+        self._decoded: dict[int, tuple[np.ndarray, dict[str, np.ndarray]]] = {}
+        self._cache_left = cache_mb * 2**20
         self.class_names = read_class_names(self.root)
         self.ids = read_ids(self.root, split)
         self._check_files()
@@ -97,13 +102,32 @@ class ScribbleDataset(torch.utils.data.Dataset):
     def load(self, index: int) -> Sample:
         """The un-augmented image and label maps of one item, checked for consistency."""
         image_id = self.ids[index]
-        paths = self.paths(image_id)
-        image = read_image(paths["image"])
-        maps = {key: read_label_png(path) for key, path in paths.items() if key != "image"}
+        image, maps = self._decode(index)
+        extras = {}
         for name, source in self.extra_maps.items():
             extra = source(image_id)
-            maps[name] = np.full(image.shape[:2], IGNORE, np.uint8) if extra is None else extra
-        k = len(self.class_names)
+            extras[name] = np.full(image.shape[:2], IGNORE, np.uint8) if extra is None else extra
+        self._check_maps(image, extras, image_id)
+        return Sample(image, maps | extras, image_id)
+
+    def _decode(self, index: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The image and the label maps read from files, checked; copies of cached arrays, so
+        that no caller can change the cache."""
+        if index in self._decoded:
+            image, maps = self._decoded[index]
+            return image.copy(), {k: v.copy() for k, v in maps.items()}
+        paths = self.paths(self.ids[index])
+        image = read_image(paths["image"])
+        maps = {key: read_label_png(path) for key, path in paths.items() if key != "image"}
+        self._check_maps(image, maps, self.ids[index], paths)
+        size = image.nbytes + sum(m.nbytes for m in maps.values())
+        if size <= self._cache_left:
+            self._cache_left -= size
+            self._decoded[index] = (image.copy(), {k: v.copy() for k, v in maps.items()})
+        return image, maps
+
+    def _check_maps(self, image: np.ndarray, maps: dict[str, np.ndarray], image_id: str, paths: Mapping[str, Path] | None = None) -> None:
+        k, paths = len(self.class_names), paths or {}
         for key, labels in maps.items():
             where = paths.get(key) or f"{key} map of {image_id}"
             if labels.shape != image.shape[:2]:
@@ -111,7 +135,6 @@ class ScribbleDataset(torch.utils.data.Dataset):
             bad = labels[(labels >= k) & (labels != IGNORE)]
             if bad.size:
                 raise DataError(f"{where}: unknown label {int(bad[0])} (data set has {k} classes, 255 = unlabelled)")
-        return Sample(image, maps, image_id)
 
     def __getitem__(self, index: int) -> dict:
         sample = self.load(index)

@@ -119,7 +119,7 @@ def test_rerun_trains_nothing_and_says_so(smoke_sweep):
     assert len(runs_of(smoke_sweep)[1]) == before
     assert len(sweeps_of(smoke_sweep)) == 1  # a sweep that trains nothing leaves no parent run
     # a sweep of a subset reuses the finished runs, PCE-GD included
-    subset = rtrbench(smoke_sweep, "run", "--preset", "smoke", "--methods", "grid-gd", "--lengths", "1", "--quiet")
+    subset = rtrbench(smoke_sweep, "run", "--preset", "smoke", "--methods", "grid-gd", "--lengths", "1", "--seeds", "0,1", "--quiet")
     assert subset.returncode == 0 and "nothing to train" in subset.stdout
 
 
@@ -142,8 +142,8 @@ def test_a_failing_run_is_marked_failed_and_the_sweep_goes_on(tmp_path):
     # length 0 is broken, length 1 is fine; a torn file, found only when the run opens it
     (root / "pascal_2012_scribble0" / "tr3.png").write_bytes(b"")
     result = rtrbench(
-        tmp_path, "run", "--preset", "smoke", "--data", str(root), "--methods", "pce-gd", "--lengths", "0,1",
-        "--epochs", "1", "--crop-size", "32", "--experiment", "broken", "--quiet",
+        tmp_path, "run", "--preset", "smoke", "--data", str(root), "--methods", "pce-gd", "--lengths", "0,1", "--seeds", "0",
+        "--epochs", "1", "--crop-size", "32", "--experiment", "broken", "--executor", "local", "--quiet",
     )  # fmt: skip
     assert result.returncode == 1
     assert "Traceback" not in result.stdout + result.stderr
@@ -194,7 +194,7 @@ def test_report_without_a_store_says_so(tmp_path):
 
 
 def test_init_scratch_needs_no_pce_run(tmp_path):
-    result = rtrbench(tmp_path, "run", "--preset", "smoke", "--methods", "grid-gd", "--lengths", "1", "--init", "scratch", "--epochs", "1", "--quiet")
+    result = rtrbench(tmp_path, "run", "--preset", "smoke", "--methods", "grid-gd", "--lengths", "1", "--init", "scratch", "--epochs", "1", "--seeds", "0", "--executor", "local", "--quiet")
     assert result.returncode == 0, result.stdout + result.stderr
     _, runs = runs_of(tmp_path)
     assert [r.info.run_name for r in runs] == ["grid-gd/len1/seed0"]
@@ -212,7 +212,7 @@ def test_threads_option_sets_the_threads_of_each_run(tmp_path, monkeypatch):
 
     monkeypatch.setattr(Trainer, "train_step", recording_step)
     before = torch.get_num_threads()
-    args = ("run", "--preset", "smoke", "--methods", "pce-gd", "--lengths", "1", "--epochs", "1", "--quiet")
+    args = ("run", "--preset", "smoke", "--methods", "pce-gd", "--lengths", "1", "--seeds", "0", "--epochs", "1", "--quiet")
     result = rtrbench(tmp_path, *args, "--threads", "1")
     assert result.returncode == 0, result.stdout + result.stderr
     assert seen and set(seen) == {1}

@@ -35,7 +35,7 @@ def test_pascal_preset_trains_on_a_prepared_voc_tree(tmp_path):
     result = rtrbench(
         tmp_path, "run", "--preset", "pascal", "--data", str(root), "--epochs", "1", "--batch-size", "2",
         "--crop-size", "64", "--methods", "pce-gd", "--lengths", "0.3", "--set", "data.num_workers=0",
-        "--device", "cpu", "--quiet",
+        "--device", "cpu", "--seeds", "0", "--executor", "local", "--quiet",
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")

@@ -15,13 +15,14 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from mlflow import MlflowClient
 
 from rtrbench.checkpoint import load_checkpoint
 from rtrbench.datasets.voc import read_ids
 from rtrbench.errors import ConfigError
-from rtrbench.ray_sweep import check_tracking_for_cluster
+from rtrbench.ray_sweep import RayOptions, check_tracking_for_cluster
 from tests.cli_helpers import rtrbench, runs_of, sweeps_of
 
 RAY = ("--executor", "ray", "--cpus-per-run", "1", "--quiet")
@@ -34,7 +35,7 @@ def serial_runs(smoke_sweep: Path) -> dict:
 
 @pytest.mark.slow
 def test_a_ray_sweep_overlaps_runs_logs_to_a_server_and_matches_the_serial_sweep(ray_cluster, smoke_sweep, mlflow_server, tmp_path):
-    args = ("run", "--preset", "smoke", "--methods", "grid-gd", "--lengths", "0,1", "--data-dir", str(smoke_sweep / "data"))
+    args = ("run", "--preset", "smoke", "--methods", "grid-gd", "--lengths", "0,1", "--seeds", "0", "--data-dir", str(smoke_sweep / "data"))
     result = rtrbench(tmp_path, *args, "--tracking-uri", mlflow_server.uri, *RAY)
     assert result.returncode == 0, result.stdout + result.stderr
     client = MlflowClient(mlflow_server.uri)
@@ -63,7 +64,7 @@ def test_a_killed_task_is_retried_and_resumes_and_a_failing_run_is_not(ray_clust
     # the smoke sweep's data, with one length-0 scribble torn: that run fails for a data reason
     data = Path(shutil.copytree(next((smoke_sweep / "data").glob("synth-*")), tmp_path / "data"))
     (data / "pascal_2012_scribble0" / f"{read_ids(data, 'train')[0]}.png").write_bytes(b"")
-    args = ("run", "--preset", "smoke", "--methods", "pce-gd", "--lengths", "0,1", "--data", str(data))
+    args = ("run", "--preset", "smoke", "--methods", "pce-gd", "--lengths", "0,1", "--seeds", "0", "--data", str(data))
     done: dict = {}
     driver = threading.Thread(target=lambda: done.setdefault("result", rtrbench(tmp_path, *args, *RAY)))
     driver.start()
@@ -100,7 +101,24 @@ def test_a_local_store_is_refused_for_a_cluster_of_several_machines():
 
 def test_without_ray_the_executor_says_how_to_install_it(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed: importing it fails
-    result = rtrbench(tmp_path, "run", "--preset", "smoke", "--methods", "pce-gd", "--lengths", "1", *RAY)
+    result = rtrbench(tmp_path, "run", "--preset", "smoke", "--methods", "pce-gd", "--lengths", "1", "--seeds", "0", *RAY)
     assert result.returncode == 2 and result.stderr.count("\n") == 1
-    assert 'install it with pip install -e ".[ray]"' in result.stderr
+    assert 'install it with pip install "ray>=2.9"' in result.stderr
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_the_auto_executor_runs_a_cpu_sweep_side_by_side(monkeypatch):
+    """auto: Ray, one thread per run, for a CPU sweep on several CPUs; local with --threads, on
+    one CPU, or on a GPU without --gpus-per-run; Ray whenever a cluster or a GPU share is given."""
+    from rtrbench import cli, sweep, trainer
+
+    def choice(cpus, device="cpu", threads=None, address=None, gpus=0.0):
+        monkeypatch.setattr(sweep, "available_cpus", lambda: cpus)
+        monkeypatch.setattr(trainer, "resolve_device", lambda name: torch.device(name))
+        return cli._ray_options("auto", address, 1.0, gpus, device, threads)
+
+    assert choice(2) == RayOptions(None, 1.0, 0.0)
+    assert choice(2, threads=2) is None and choice(1) is None
+    assert choice(8, device="cuda") is None
+    assert choice(1, address="auto") == RayOptions("auto", 1.0, 0.0)
+    assert choice(8, device="cuda", gpus=0.5) == RayOptions(None, 1.0, 0.5)

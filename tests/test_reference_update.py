@@ -110,6 +110,8 @@ def test_without_batch_average_the_step_is_n_times_larger(pascal_tree, tmp_path)
         cfg = resolve_run_config(pascal_like("pce-gd"), "pce-gd", 1.0, 0, {"train.batch_average": flag, "train.weight_decay": 0.0})
         ctx = RunContext(cfg, PCEGD, pascal_tree, tmp_path / f"run{flag}", torch.device("cpu"), FakeLogger(), ProgressView(enabled=False))
         trainer = Trainer(ctx)
+        # float64: in float32 a weight's change, read as (w + δ) − w, is off by up to an ulp of w
+        trainer.model.double()
         before = trainer.model.classifier.weight.detach().clone()
         torch.manual_seed(0)
         trainer.train_step(batch_of(trainer, 0, False), "step 0")

@@ -35,7 +35,7 @@ def test_three_sweeps_share_a_new_store_and_their_starting_run(tmp_path):
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", START_TOGETHER, str(r), str(go), "run", "--preset", "smoke",
-             "--methods", r.name.removeprefix("ready-"), "--lengths", "1", "--epochs", "2", "--threads", "1", "--quiet"],
+             "--methods", r.name.removeprefix("ready-"), "--lengths", "1", "--seeds", "0", "--epochs", "2", "--threads", "1", "--quiet"],
             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip
         for r in ready

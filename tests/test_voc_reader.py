@@ -159,3 +159,21 @@ def test_extra_maps_stay_pixel_aligned_through_scale_crop_and_flip(pascal_tree):
         for index in range(len(ds)):
             item = ds[index]
             assert torch.equal(item["proposal"], item["gt"]), (epoch, index)
+
+
+def test_the_decoded_cache_serves_what_the_files_hold(pascal_tree):
+    """Items from the cache equal freshly decoded ones; a caller changing a sample does not
+    change the cache; a budget too small for an image caches nothing."""
+    t = JointTransform(32, 0.5, 2.0)
+    plain = ScribbleDataset(pascal_tree, "train", 1.0, t, seed=3)
+    cached = ScribbleDataset(pascal_tree, "train", 1.0, t, seed=3, cache_mb=1)
+    for _ in range(2):  # the second pass reads the cache
+        for i in range(len(plain)):
+            x, y = plain[i], cached[i]
+            assert all(torch.equal(x[k], y[k]) for k in ("image", "gt", "scribbles", "roi")), i
+    assert len(cached._decoded) == len(cached)
+    cached.load(0).image[:] = 0
+    assert np.array_equal(cached.load(0).image, plain.load(0).image)
+    tiny = ScribbleDataset(pascal_tree, "train", 1.0, cache_mb=1e-4)
+    tiny.load(0)
+    assert not tiny._decoded
