@@ -76,6 +76,9 @@ class TrainConfig(_Strict):
     # GPUs (tensor cores) for this network. It changes the arithmetic's rounding, so it is
     # part of the run's identity.
     channels_last: bool = True
+    # Mixed precision for the network only (autocast); losses, regularizers and solvers stay in
+    # fp32. fp16 scales the loss against underflow (GradScaler); bf16 needs no scaling.
+    amp: Literal["off", "bf16", "fp16"] = "off"
     # The reference code's `batch_average`: the pixel-averaged loss terms (PCE, full CE, the
     # robust CE) are also divided by the batch size; per-image means (Potts, dense) are not.
     batch_average: bool = False

@@ -92,8 +92,9 @@ class ProgressView:
             self.progress.remove_task(self._iters)
         self._iters = self.progress.add_task(f"    epoch {epoch}", total=iterations, info="")
 
-    def iteration_done(self, loss: float) -> None:
-        self.progress.update(self._iters, advance=1, info=f"loss {loss:.4f}")
+    def iterations_done(self, count: int, loss: float) -> None:
+        """`count` more training steps; `loss` is the last one's."""
+        self.progress.update(self._iters, advance=count, info=f"loss {loss:.4f}")
 
     def epoch_done(self, info: str) -> None:
         self.progress.update(self._epochs, advance=1, info=info)

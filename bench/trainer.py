@@ -33,6 +33,8 @@ from rtrbench.visualize import prediction_grid
 
 LAST_CHECKPOINT = "last.pt"
 N_PREVIEW = 4  # val images in the logged prediction grid
+SYNC_EVERY = 10  # training steps between reads of the loss values (each read waits for the GPU)
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,7 @@ class Trainer:
             momentum=t.momentum,
             weight_decay=t.weight_decay,
         )
+        self.scaler = torch.amp.GradScaler(ctx.device.type, enabled=t.amp == "fp16")
         self.iters_per_epoch = max(1, len(self.train_set) // t.batch_size)
         total = self.iters_per_epoch * t.epochs
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda it: poly_factor(it, total, t.poly_power))
@@ -120,6 +123,8 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        if "scaler" in state:
+            self.scaler.load_state_dict(state["scaler"])
         return int(state["epoch"])
 
     def _save(self, epoch: int) -> None:
@@ -131,17 +136,22 @@ class Trainer:
                 "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict(),
             },
         )
 
     # -- loop ------------------------------------------------------------------------------
     def run(self) -> EvalResult:
-        threads = torch.get_num_threads()
+        # process-wide settings, left as they were found: threads, and cuDNN's autotuner
+        # (fastest kernels for the fixed crop size; off when deterministic kernels are asked for)
+        threads, benchmark = torch.get_num_threads(), torch.backends.cudnn.benchmark
         torch.set_num_threads(self.ctx.threads)
+        torch.backends.cudnn.benchmark = self.ctx.device.type == "cuda" and not self.ctx.cfg.train.deterministic
         try:
             return self._run()
         finally:
-            torch.set_num_threads(threads)  # a process-wide setting: leave it as it was found
+            torch.set_num_threads(threads)
+            torch.backends.cudnn.benchmark = benchmark
             self.method.close()
 
     def _run(self) -> EvalResult:
@@ -179,12 +189,17 @@ class Trainer:
         )
         ctx.progress.start_epoch(epoch, len(loader))
         sums: dict[str, float] = {}
+        pending: list[tuple[str, list[str], dict[str, torch.Tensor]]] = []
         for index, raw in enumerate(loader):
             batch = self._to_batch(raw)
-            values = self.train_step(batch, f"epoch {epoch}, batch {index}")
-            for name, value in values.items():
-                sums[name] = sums.get(name, 0.0) + value
-            ctx.progress.iteration_done(sum(values.values()))
+            pending.append((f"epoch {epoch}, batch {index}", batch.ids, self.train_step(batch)))
+            if len(pending) == SYNC_EVERY or index == len(loader) - 1:
+                values = self._fetch(pending)
+                for step_values in values:
+                    for name, value in step_values.items():
+                        sums[name] = sums.get(name, 0.0) + value
+                ctx.progress.iterations_done(len(pending), sum(values[-1].values()))
+                pending = []
         n = max(1, len(loader))
         metrics = {f"train_{name}_loss": value / n for name, value in sums.items()}
         metrics["train_loss"] = sum(sums.values()) / n
@@ -192,23 +207,37 @@ class Trainer:
         metrics["epoch_seconds"] = time.perf_counter() - started
         ctx.logger.log_metrics({**metrics, **hook_metrics, **self.method.epoch_metrics()}, step=epoch)
 
-    def train_step(self, batch: Batch, where: str) -> dict[str, float]:
-        """One SGD step on `batch`; returns the loss terms' values. `where` names it in errors."""
-        # the network in its memory format; the methods' losses see plain NCHW tensors
-        logits = self.model(batch.image.contiguous(memory_format=self.memory_format)).contiguous()
-        terms = self.method.loss(logits, batch)
-        values = {name: float(term.detach()) for name, term in terms.items()}
-        for name, value in values.items():
-            if not math.isfinite(value):
-                raise NonFiniteLossError(
-                    f"{self.ctx.cfg.run_name}: loss term '{name}' is {value} at {where} "
-                    f"(images {', '.join(batch.ids[:4])}{', ...' if len(batch.ids) > 4 else ''})"
-                )
+    def train_step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """One SGD step on `batch`; returns the loss terms, detached, where they were computed
+        (reading them would wait for the device: `_fetch` reads several steps at once)."""
+        amp = self.ctx.cfg.train.amp
+        # the network in its memory format and (with train.amp) precision; the methods' losses
+        # see plain NCHW float32 tensors, so every regularizer and solver runs in fp32
+        with torch.autocast(self.ctx.device.type, dtype=AMP_DTYPES.get(amp), enabled=amp != "off"):
+            logits = self.model(batch.image.contiguous(memory_format=self.memory_format))
+        if amp != "off":
+            logits = logits.float()
+        terms = self.method.loss(logits.contiguous(), batch)
         self.optimizer.zero_grad(set_to_none=True)
-        sum(terms.values()).backward()
-        self.optimizer.step()
+        self.scaler.scale(sum(terms.values())).backward()
+        self.scaler.step(self.optimizer)  # with fp16, skipped where the scaled gradients overflowed
+        self.scaler.update()
         self.scheduler.step()
-        return values
+        return {name: term.detach() for name, term in terms.items()}
+
+    def _fetch(self, steps: list[tuple[str, list[str], dict[str, torch.Tensor]]]) -> list[dict[str, float]]:
+        """The loss terms of (where, image ids, terms) steps, read in one transfer; a NaN or
+        infinite term stops the run, naming its step, images and term."""
+        names = list(steps[0][2])
+        rows = torch.stack([torch.stack([terms[n].float() for n in names]) for _, _, terms in steps]).tolist()
+        for (where, ids, _), row in zip(steps, rows):
+            for name, value in zip(names, row):
+                if not math.isfinite(value):
+                    raise NonFiniteLossError(
+                        f"{self.ctx.cfg.run_name}: loss term '{name}' is {value} at {where} "
+                        f"(images {', '.join(ids[:4])}{', ...' if len(ids) > 4 else ''})"
+                    )
+        return [dict(zip(names, row)) for row in rows]
 
     def _to_batch(self, raw: dict) -> Batch:
         device = self.ctx.device

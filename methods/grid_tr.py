@@ -165,7 +165,8 @@ class GridTR(Method):
         for indices in by_size.values():
             images = torch.from_numpy(np.stack([samples[i].image for i in indices])).permute(0, 3, 1, 2).float()
             log_q = torch.log_softmax(model(images.to(self.ctx.device)), 1)
-            for i, lq in zip(indices, (-log_q).permute(0, 2, 3, 1).float().cpu().numpy()):
+            # contiguous H×W×K arrays: sums over them then run in one order inline and in the pool
+            for i, lq in zip(indices, (-log_q).permute(0, 2, 3, 1).float().contiguous().cpu().numpy()):
                 out[i] = lq
         return out
 

@@ -206,9 +206,9 @@ def test_threads_option_sets_the_threads_of_each_run(tmp_path, monkeypatch):
 
     seen, step = [], Trainer.train_step
 
-    def recording_step(self, batch, where):
+    def recording_step(self, batch):
         seen.append(torch.get_num_threads())
-        return step(self, batch, where)
+        return step(self, batch)
 
     monkeypatch.setattr(Trainer, "train_step", recording_step)
     before = torch.get_num_threads()

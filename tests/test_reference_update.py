@@ -98,7 +98,7 @@ def test_two_sgd_steps_equal_the_reference_update(method, pascal_tree, tmp_path)
                 momentum[i] = d.clone() if momentum[i] is None else t.momentum * momentum[i] + d
                 p -= (lr * t.head_lr_mult if id(mine) in head else lr) * momentum[i]
         torch.manual_seed(step)
-        trainer.train_step(batch, f"step {step}")
+        trainer.train_step(batch)
         for (name, mine), theirs in zip(trainer.model.named_parameters(), params):
             torch.testing.assert_close(mine, theirs, rtol=1e-9, atol=1e-12, msg=lambda m: f"{name} after step {step + 1}: {m}")
 
@@ -114,7 +114,7 @@ def test_without_batch_average_the_step_is_n_times_larger(pascal_tree, tmp_path)
         trainer.model.double()
         before = trainer.model.classifier.weight.detach().clone()
         torch.manual_seed(0)
-        trainer.train_step(batch_of(trainer, 0, False), "step 0")
+        trainer.train_step(batch_of(trainer, 0, False))
         changes.append(trainer.model.classifier.weight.detach() - before)
     torch.testing.assert_close(changes[1], N * changes[0], rtol=1e-4, atol=1e-8)
     assert math.isfinite(float(changes[0].abs().sum()))

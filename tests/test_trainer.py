@@ -16,7 +16,7 @@ from rtrbench.errors import DataError, NonFiniteLossError
 from rtrbench.methods import Method, PCEGD
 from rtrbench.metrics import DEFAULT_TRIMAP_WIDTHS
 from rtrbench.progress import ProgressView
-from rtrbench.trainer import LAST_CHECKPOINT, RunContext, Trainer, poly_factor
+from rtrbench.trainer import AMP_DTYPES, LAST_CHECKPOINT, RunContext, Trainer, poly_factor
 
 TINY = Preset.model_validate(
     {
@@ -177,3 +177,42 @@ def test_channels_last_computes_the_same_step_up_to_rounding(pascal_tree, tmp_pa
     # (mixed-up channels or pixels) makes it of order 1.
     error_nchw, error_nhwc = (torch.linalg.vector_norm(g - grads[0]) / torch.linalg.vector_norm(grads[0]) for g in grads[1:])
     assert error_nchw < 1e-3 and error_nhwc < 5e-3, (error_nchw, error_nhwc)
+
+
+class DtypeProbe(PCEGD):
+    name = "probe"
+    description = "PCE-GD recording the dtype of the logits it is given"
+    seen: list[torch.dtype] = []
+
+    def loss(self, logits, batch):
+        DtypeProbe.seen.append(logits.dtype)
+        return super().loss(logits, batch)
+
+
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_mixed_precision_runs_the_network_only_and_trains(pascal_tree, tmp_path, amp):
+    """With train.amp the network computes in half precision, the losses get float32 logits,
+    fp16 scales the loss (its scaler is checkpointed), and from the same weights the first
+    step's loss is fp32's up to half-precision rounding."""
+    DtypeProbe.seen = []
+    first = {}
+    for mode in ("off", amp):
+        ctx = context(pascal_tree, tmp_path / mode, DtypeProbe, **{"train.amp": mode, "train.epochs": 1})
+        trainer = Trainer(ctx)
+        # BatchNorm on its running statistics, no dropout: train-mode BatchNorm over a batch of
+        # three 40-px crops (3×3 features at the deepest layer) amplifies half-precision
+        # rounding to ~40 % of the logits, which would say nothing about the step itself
+        trainer.model.eval()
+        computed = set()
+        trainer.model.classifier.register_forward_hook(lambda module, args, out: computed.add(out.dtype))
+        raw = next(iter(torch.utils.data.DataLoader(trainer.train_set, batch_size=3, collate_fn=collate)))
+        first[mode] = float(sum(trainer.train_step(trainer._to_batch(raw)).values()))
+        trainer.run()
+        assert AMP_DTYPES.get(mode, torch.float32) in computed  # training steps (evaluation is in fp32)
+        assert math.isfinite(ctx.logger.series("train_loss")[0][1])
+        assert trainer.scaler.is_enabled() == (mode == "fp16")
+        assert "scaler" in load_checkpoint(ctx.run_dir / LAST_CHECKPOINT)
+    assert set(DtypeProbe.seen) == {torch.float32}
+    # bf16 keeps 8 bits of mantissa (0.4 % per rounding) through ~50 layers; a step computed
+    # in the wrong precision or on wrong tensors is off by far more
+    assert first[amp] == pytest.approx(first["off"], rel=0.03)
