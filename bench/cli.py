@@ -61,10 +61,11 @@ def _options(model, **values):
 def _ray_options(executor: str, address: str | None, cpus_per_run: float, gpus_per_run: float, device: str, threads: int | None):
     """The Ray executor's options (Ray checked to be installed), or None for the local one.
 
-    "auto" is Ray with --address or --gpus-per-run, and on a CPU sweep with more than one CPU and no --threads: runs side by side with
-    one thread each train ~1.5× faster than one run after another with all threads (small
-    convolutions use threads poorly), and a run's arithmetic, hence its result, is then the
-    same on every machine. On a GPU, or with --threads, runs go one after another here."""
+    "auto" is Ray with --address or --gpus-per-run, and for a CPU sweep with more than one CPU
+    and no --threads: runs side by side with one thread each train ~1.5× faster than one run
+    after another with all threads (small convolutions use threads poorly), and a run's
+    arithmetic, hence its result, is then the same on every machine. On a GPU, on one CPU or
+    with --threads, runs go one after another in this process."""
     if executor == "auto":
         from rtrbench.sweep import available_cpus
         from rtrbench.trainer import resolve_device

@@ -1,5 +1,6 @@
 """Soft self-labeling's y-step against the network's forward + backward on the same batch (the
-synth preset: batch 8, crop 96, K = 5, MobileNetV2 width 0.5). The y-step should cost no more.
+synth preset: batch 8, crop 96, K = 5, MobileNetV2 width 0.5), with one thread (a run of the
+default sweep on a CPU) and with all of them. The y-step should cost no more.
 
     .venv/bin/pytest benchmarks/test_bench_ystep.py --benchmark-enable
 """
@@ -14,6 +15,14 @@ from rtrbench.methods.soft_sl import SoftSLParams
 from rtrbench.methods.solvers.potts import contrast_weights_torch
 from rtrbench.methods.solvers.soft_labels import SoftLabelProblem, solve_soft_labels
 from rtrbench.network import DeepLabV3Plus
+
+
+@pytest.fixture(params=[1, torch.get_num_threads()], ids=lambda n: f"{n}-threads", autouse=True)
+def threads(request):
+    before = torch.get_num_threads()
+    torch.set_num_threads(request.param)
+    yield request.param
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -45,6 +45,24 @@ def test_the_y_step_never_raises_the_energy_and_keeps_seeds_one_hot(seed, relaxa
     torch.testing.assert_close(problem.energy(z), result.energy, rtol=1e-4, atol=1e-5)
 
 
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 10_000), scale=st.sampled_from([0.1, 3.0, 30.0]))
+def test_the_closed_form_gradient_is_autograds(seed, scale):
+    """The default pair (collision-divergence, collision CE) has its gradient in closed form:
+    autograd through `energy`, in float64, gives the same energy and gradient, from logits
+    near uniform to nearly one-hot ones."""
+    problem = random_problem(seed, "collision-divergence", "collision-ce")
+    problem = SoftLabelProblem(
+        problem.logits.double() * scale / 3, problem.seeds, problem.roi, problem.weights.double(), 0.3, 6.0,
+    )  # fmt: skip
+    z = (problem.logits + torch.randn(problem.logits.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)).requires_grad_(True)
+    energy = problem.energy(z)
+    expected = torch.autograd.grad(energy.sum(), z)[0]
+    closed, gradient = problem.energy_and_gradient(z.detach())
+    torch.testing.assert_close(closed, energy.detach(), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(gradient, expected, rtol=1e-9, atol=1e-12)
+
+
 @pytest.mark.parametrize("relaxation", RELAXATIONS)
 def test_the_y_step_lowers_the_energy_from_the_network_start(relaxation):
     problem = random_problem(0, relaxation, "collision-ce")
