@@ -82,8 +82,8 @@ def test_training_step_per_method(data_root, tmp_path, amp):
             every = trainer.method.params.every
         rows[method] = seconds_per_step(trainer)
         trainer.method.close()
-    batch = 12
-    print(f"\n{torch.cuda.get_device_name()}, pascal preset (crop 513, batch {batch}), amp={amp}")
+    batch, crop = trainer.ctx.cfg.train.batch_size, trainer.ctx.cfg.data.crop_size
+    print(f"\n{torch.cuda.get_device_name()}, pascal preset (crop {crop}, batch {batch}), amp={amp}")
     for method, seconds in rows.items():
         print(f"  {method:9s} {seconds * 1000:7.1f} ms/step  {batch / seconds:6.1f} images/s  {seconds / rows['pce-gd']:.2f}× PCE-GD")
     amortised = rows["grid-tr"] + stage_a * batch / every
