@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
+from rtrbench.methods.world import World
 from rtrbench.metrics import ConfusionAccumulator, TrimapAccumulator
 
 
@@ -46,12 +47,19 @@ def evaluate(
     trimap_widths: tuple[int, ...] | None = None,
     keep: Collection[str] = (),
     num_workers: int = 0,
+    world: World = World(),
 ) -> EvalResult:
     """Score `dataset` (items with "image", "gt", "id"), one image per forward pass; the
-    predictions of the image ids in `keep` are returned as scored (for previews)."""
+    predictions of the image ids in `keep` are returned as scored (for previews). Under DDP
+    each process scores every `world.size`-th image and the confusion matrices are summed;
+    the ids in `keep` are then scored by process 0 as well."""
     conf = ConfusionAccumulator(num_classes)
     trimap = TrimapAccumulator(trimap_widths, num_classes) if trimap_widths else None
     kept: dict[str, np.ndarray] = {}
+    if world.size > 1:
+        for item in (dataset[i] for i in range(len(dataset)) if world.is_main and dataset.ids[i] in keep):
+            kept[item["id"]] = predict(model, item["image"][None].to(device))[0].cpu().numpy().astype(np.uint8)
+        dataset, keep = Subset(dataset, range(world.rank, len(dataset), world.size)), ()
     # batch_size=None: items one by one, uncollated; workers only decode ahead
     for item in DataLoader(dataset, batch_size=None, num_workers=num_workers):
         pred = predict(model, item["image"][None].to(device))[0].cpu().numpy().astype(np.uint8)
@@ -61,4 +69,8 @@ def evaluate(
             trimap.update(gt, pred)
         if item["id"] in keep:
             kept[item["id"]] = pred
+    if world.size > 1:
+        conf.matrix = world.total(torch.from_numpy(conf.matrix)).numpy()
+        if trimap is not None:
+            trimap.matrices = world.total(torch.from_numpy(trimap.matrices)).numpy()
     return EvalResult(conf.matrix.copy(), conf.class_iou(), conf.mean_iou(), trimap.miou() if trimap else None, kept)

@@ -22,6 +22,7 @@ from typing import Any
 from rich.markup import escape
 
 from rtrbench.config import Preset, RunConfig, resolve_run_config
+from rtrbench.distributed import RankJob, train_distributed
 from rtrbench.errors import ConfigError, RtrbenchError, one_line
 from rtrbench.progress import ProgressView
 from rtrbench.provenance import software_tags
@@ -71,6 +72,7 @@ class SweepRuntime:
     # With `rerun`: MLflow runs started before this moment (ms since the epoch) are the ones
     # to train again; a later one is this sweep's own, resumed if its process died.
     started_ms: int = 0
+    nproc: int = 1  # processes training each run together (DDP; `rtrbench.distributed`)
 
 
 @dataclass(frozen=True)
@@ -243,15 +245,23 @@ class RunJob:
                     **init_tags,
                     "device": device.type,
                     "threads": str(runtime.threads),
+                    "world_size": str(runtime.nproc),
                     **software_tags(),
                     "supervision": "scribbles" if get_method(cfg.method).uses_scribbles else "full",
                     PARENT_TAG: parent_id(),
                 }
                 logger = tracking.start(cfg, tags)
-            ctx = RunContext(
-                cfg, get_method(cfg.method), self.data_root, run_dir, device, logger, progress, init_checkpoint, runtime.threads
-            )
-            result = Trainer(ctx).run()
+            if runtime.nproc > 1:
+                job = RankJob(
+                    cfg, cfg.method, self.data_root, run_dir, device.type, tracking.uri, tracking.experiment, logger.run_id,
+                    init_checkpoint, max(1, runtime.threads // runtime.nproc),
+                )  # fmt: skip
+                result = train_distributed(job, runtime.nproc)
+            else:
+                ctx = RunContext(
+                    cfg, get_method(cfg.method), self.data_root, run_dir, device, logger, progress, init_checkpoint, runtime.threads
+                )
+                result = Trainer(ctx).run()
             logger.finish("FINISHED")
             return Outcome(cfg.run_name, "finished", logger.run_id, result.miou, time.perf_counter() - started)
         except KeyboardInterrupt:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler
 
 from rtrbench.atomic import write_atomic
 from rtrbench.checkpoint import load_checkpoint, save_checkpoint
@@ -22,9 +22,11 @@ from rtrbench.datasets.transforms import JointTransform
 from rtrbench.datasets.labelio import write_label_png
 from rtrbench.datasets.classes import read_class_names
 from rtrbench.datasets.voc import ScribbleDataset, collate, scribble_dir
+from rtrbench.distributed import RankShare, synchronise
 from rtrbench.errors import ConfigError, NonFiniteLossError
 from rtrbench.evaluate import EvalResult, evaluate
 from rtrbench.methods.base import Batch, Method, MethodContext
+from rtrbench.methods.world import World
 from rtrbench.metrics import DEFAULT_TRIMAP_WIDTHS
 from rtrbench.network import DeepLabV3Plus, load_backbone_weights
 from rtrbench.progress import ProgressView
@@ -51,6 +53,7 @@ class RunContext:
     init_checkpoint: Path | None = None  # weights to fine-tune from (e.g. the PCE-GD run's)
     # CPUs the run may use: torch's intra-op threads, the method's worker pools
     threads: int = field(default_factory=torch.get_num_threads)
+    world: World = World()  # this process's place among those training the run (`rtrbench.distributed`)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -82,7 +85,10 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.class_names = read_class_names(ctx.data_root)
         k = len(self.class_names)
-        method_ctx = MethodContext(k, self.class_names, ctx.device, ctx.run_dir, cfg.train.batch_average, ctx.threads)
+        world = ctx.world
+        if cfg.train.batch_size % world.size:
+            raise ConfigError(f"train.batch_size {cfg.train.batch_size}: not divisible by the {world.size} processes of the run")
+        method_ctx = MethodContext(k, self.class_names, ctx.device, ctx.run_dir, cfg.train.batch_average, ctx.threads, world)
         self.method = ctx.method(ctx.method.Params.model_validate(cfg.params), method_ctx)
         transform = JointTransform(data.crop_size, data.scale_min, data.scale_max, data.flip)
         self.train_set = ScribbleDataset(
@@ -95,7 +101,14 @@ class Trainer:
         if ctx.init_checkpoint is not None:
             self.model.load_state_dict(load_checkpoint(ctx.init_checkpoint)["model"])
         self.memory_format = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
+        if world.size > 1:
+            self.model = synchronise(self.model, ctx.device, world)
         self.model.to(ctx.device, memory_format=self.memory_format)
+        self.net = self.model  # what a training step runs: the model, or its DDP wrapper
+        if world.size > 1:
+            device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+            # BatchNorm's running statistics are the global batch's on every process already
+            self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids, forward_sync_buffers=False)
         t = cfg.train
         self.optimizer = torch.optim.SGD(
             [
@@ -128,6 +141,11 @@ class Trainer:
         return int(state["epoch"])
 
     def _save(self, epoch: int) -> None:
+        if self.ctx.world.is_main:
+            self._save_checkpoint(epoch)
+        self.ctx.world.barrier()
+
+    def _save_checkpoint(self, epoch: int) -> None:
         save_checkpoint(
             self.ctx.run_dir / LAST_CHECKPOINT,
             {
@@ -166,7 +184,9 @@ class Trainer:
             self._save(epoch)  # last: a run killed before this repeats the whole epoch, evaluation included
             ctx.progress.epoch_done(f"val mIoU {result.miou:.3f}" if result else "")
         final = self._evaluate(DEFAULT_TRIMAP_WIDTHS, keep=self.val_set.ids[:N_PREVIEW])
-        self._log_final(final)
+        if ctx.world.is_main:
+            self._log_final(final)
+        ctx.world.barrier()
         ctx.progress.end_run()
         return final
 
@@ -175,16 +195,24 @@ class Trainer:
         started = time.perf_counter()
         torch.manual_seed(_epoch_seed(ctx.cfg.seed, epoch))  # dropout etc.: resumable per epoch
         self.model.train()
-        hook_metrics = self.method.on_epoch_start(epoch, self.model, self.train_set)
+        world = ctx.world
+        # an outer loop's work (Grid-TR's stage A) is done once, by process 0; the others wait
+        # for its files
+        hook_metrics = self.method.on_epoch_start(epoch, self.model, self.train_set) if world.is_main else {}
+        world.barrier()
         self.train_set.set_epoch(epoch)
+        generator = torch.Generator().manual_seed(_epoch_seed(ctx.cfg.seed, epoch))
+        drop_last = len(self.train_set) >= t.batch_size  # a batch of 1 breaks BatchNorm statistics
+        batches = {"batch_size": t.batch_size, "shuffle": True, "drop_last": drop_last}
+        if world.size > 1:  # this process's share of the one-process batches, in their order
+            order = RandomSampler(self.train_set, generator=generator)
+            batches = {"batch_sampler": RankShare(BatchSampler(order, t.batch_size, drop_last), world)}
         loader = DataLoader(
             self.train_set,
-            batch_size=t.batch_size,
-            shuffle=True,
-            drop_last=len(self.train_set) >= t.batch_size,  # a batch of 1 breaks BatchNorm statistics
+            **batches,
             num_workers=ctx.cfg.data.num_workers,
             collate_fn=collate,
-            generator=torch.Generator().manual_seed(_epoch_seed(ctx.cfg.seed, epoch)),
+            generator=generator,
             pin_memory=ctx.device.type == "cuda",
         )
         ctx.progress.start_epoch(epoch, len(loader))
@@ -201,6 +229,10 @@ class Trainer:
                 ctx.progress.iterations_done(len(pending), sum(values[-1].values()))
                 pending = []
         n = max(1, len(loader))
+        if world.size > 1:  # each process's terms are its share of the global batch's
+            names = list(sums)
+            totals = world.total(torch.tensor([sums[name] for name in names], dtype=torch.float64, device=ctx.device))
+            sums = dict(zip(names, (totals / world.size).tolist()))
         metrics = {f"train_{name}_loss": value / n for name, value in sums.items()}
         metrics["train_loss"] = sum(sums.values()) / n
         metrics["lr"] = self.optimizer.param_groups[0]["lr"]
@@ -214,7 +246,7 @@ class Trainer:
         # the network in its memory format and (with train.amp) precision; the methods' losses
         # see plain NCHW float32 tensors, so every regularizer and solver runs in fp32
         with torch.autocast(self.ctx.device.type, dtype=AMP_DTYPES.get(amp), enabled=amp != "off"):
-            logits = self.model(batch.image.contiguous(memory_format=self.memory_format))
+            logits = self.net(batch.image.contiguous(memory_format=self.memory_format))
         if amp != "off":
             logits = logits.float()
         terms = self.method.loss(logits.contiguous(), batch)
@@ -253,7 +285,7 @@ class Trainer:
 
     def _evaluate(self, trimap_widths: tuple[int, ...] | None = None, keep: Sequence[str] = ()) -> EvalResult:
         k, workers = len(self.class_names), self.ctx.cfg.data.num_workers
-        return evaluate(self.model, self.val_set, k, self.ctx.device, trimap_widths, keep, workers)
+        return evaluate(self.model, self.val_set, k, self.ctx.device, trimap_widths, keep, workers, self.ctx.world)
 
     # -- results ---------------------------------------------------------------------------
     def _log_final(self, result: EvalResult) -> None:

@@ -9,10 +9,12 @@ from rtrbench.methods.losses.relaxations import RELAXATIONS, collision_cross_ent
 from rtrbench.methods.pce import PCEGD, FullSupervision, partial_cross_entropy
 from rtrbench.methods.solvers.potts import contrast_weights, contrast_weights_torch, potts_energy
 from rtrbench.methods.losses.robust import robust_cross_entropy
+from rtrbench.methods.world import World
 
 __all__ = [
     "PCEGD",
     "RELAXATIONS",
+    "World",
     "Batch",
     "FullSupervision",
     "Method",

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, ClassVar
 import torch
 from pydantic import BaseModel, ConfigDict
 
+from rtrbench.methods.world import World
+
 if TYPE_CHECKING:
     from rtrbench.datasets.voc import MapSource, ScribbleDataset
 
@@ -42,6 +44,7 @@ class MethodContext:
     run_dir: Path
     batch_average: bool = False  # see `Method.batch_averaged`
     threads: int = 1  # CPUs the run may use (e.g. the size of a worker pool); not part of its result
+    world: World = World()  # the processes training the run together (DDP); see `rtrbench.methods.world`
 
 
 class Method:
@@ -71,8 +74,8 @@ class Method:
         """A pixel-averaged term (PCE, full CE, robust CE), divided by the batch size N when the
         run follows the reference code's convention (`train.batch_average`; its
         `SegmentationLosses(batch_average=True)` and Grid-TR loss divide by N). Per-image means
-        (the Potts and dense terms) are not passed through this."""
-        return term / batch.image.shape[0] if self.ctx.batch_average else term
+        (the Potts and dense terms) are not passed through this. N is the global batch's size."""
+        return term / (batch.image.shape[0] * self.ctx.world.size) if self.ctx.batch_average else term
 
     def extra_maps(self) -> Mapping[str, MapSource]:
         """Per-image label maps the loader should add to each batch (in `Batch.extra`), e.g.

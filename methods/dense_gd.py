@@ -32,5 +32,5 @@ class DenseGD(Method):
         p = self.params
         probs = torch.softmax(logits, 1)
         reg = dense_crf_loss(batch.image, probs, batch.roi, p.weight, p.sigma_rgb, p.sigma_xy, p.scale, p.filter_backend)
-        ce = self.batch_averaged(partial_cross_entropy(logits, batch.scribbles, batch.roi), batch)
+        ce = self.batch_averaged(partial_cross_entropy(logits, batch.scribbles, batch.roi, self.ctx.world), batch)
         return {"ce": ce, "reg": reg}

@@ -39,6 +39,6 @@ class GridGD(Method):
     def loss(self, logits: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
         probs = torch.softmax(logits, 1)
         return {
-            "ce": self.batch_averaged(partial_cross_entropy(logits, batch.scribbles, batch.roi), batch),
+            "ce": self.batch_averaged(partial_cross_entropy(logits, batch.scribbles, batch.roi, self.ctx.world), batch),
             "reg": self.params.nu * grid_potts_loss(batch.image, probs, batch.roi, self.params.relaxation),
         }

@@ -82,7 +82,7 @@ class GridTR(Method):
     def loss(self, logits: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
         seeds = batch.scribbles.masked_fill(~batch.roi, IGNORE)
         proposal = batch.extra["proposal"].masked_fill(~batch.roi, IGNORE)
-        return {"robust_ce": self.batch_averaged(robust_cross_entropy(logits, proposal, seeds, self.eps), batch)}
+        return {"robust_ce": self.batch_averaged(robust_cross_entropy(logits, proposal, seeds, self.eps, self.ctx.world), batch)}
 
     # -- stage A -----------------------------------------------------------------------------
     def on_epoch_start(self, epoch: int, model: torch.nn.Module, train_set) -> dict[str, float]:

@@ -54,7 +54,7 @@ class SoftSL(Method):
         self._energies.append(torch.stack([labels.energy_init.mean(), labels.energy.mean()]))
         coupled = free_mean(coupling(p.coupling, labels.y, labels.log_y, logits.float()), problem.free).mean()
         return {
-            "seed": self.batch_averaged(partial_cross_entropy(logits, batch.scribbles, batch.roi), batch),
+            "seed": self.batch_averaged(partial_cross_entropy(logits, batch.scribbles, batch.roi, self.ctx.world), batch),
             "coupling": p.eta * coupled,
         }
 

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from rtrbench.datasets.labelio import IGNORE
+from rtrbench.methods.world import World
 
 
 def proposal_weight(eps: float, num_classes: int) -> float:
@@ -49,7 +50,7 @@ def robust_log_likelihood(log_q: torch.Tensor, eps: float, num_classes: int) -> 
     return torch.logaddexp(log_a, log_q + math.log(b))
 
 
-def robust_cross_entropy(logits: torch.Tensor, proposal: torch.Tensor, seeds: torch.Tensor, eps: float) -> torch.Tensor:
+def robust_cross_entropy(logits: torch.Tensor, proposal: torch.Tensor, seeds: torch.Tensor, eps: float, world: World = World()) -> torch.Tensor:
     """Σ_seeds −log q(y) + Σ_{proposal, not seed} −log(a + b·q(s*)), divided by #seeds in the batch.
 
     logits N×K×H×W; proposal and seeds N×H×W int64 with 255 = none. Seeds take priority over
@@ -65,5 +66,7 @@ def robust_cross_entropy(logits: torch.Tensor, proposal: torch.Tensor, seeds: to
     seed_ll = log_q.gather(1, seeds.masked_fill(~is_seed, 0)[:, None])[:, 0]
     prop_ll = robust_log_likelihood(log_q.gather(1, proposal.masked_fill(~is_proposal, 0)[:, None])[:, 0], eps, k)
     total = -(seed_ll * is_seed).sum() - (prop_ll * is_proposal).sum()
-    n_seeds = is_seed.sum()
-    return total / torch.where(n_seeds > 0, n_seeds, is_proposal.sum().clamp(min=1))  # no host sync
+    # the counts of the global batch under DDP, this process's share of its mean; no host sync
+    n_seeds, n_proposal = world.total(torch.stack([is_seed.sum(), is_proposal.sum()]))
+    divisor = torch.where(n_seeds > 0, n_seeds, n_proposal.clamp(min=1))
+    return total / (divisor if world.size == 1 else divisor / world.size)
