@@ -196,10 +196,7 @@ class Trainer:
         torch.manual_seed(_epoch_seed(ctx.cfg.seed, epoch))  # dropout etc.: resumable per epoch
         self.model.train()
         world = ctx.world
-        # an outer loop's work (Grid-TR's stage A) is done once, by process 0; the others wait
-        # for its files
-        hook_metrics = self.method.on_epoch_start(epoch, self.model, self.train_set) if world.is_main else {}
-        world.barrier()
+        hook_metrics = self.method.on_epoch_start(epoch, self.model, self.train_set)  # on every process
         self.train_set.set_epoch(epoch)
         generator = torch.Generator().manual_seed(_epoch_seed(ctx.cfg.seed, epoch))
         drop_last = len(self.train_set) >= t.batch_size  # a batch of 1 breaks BatchNorm statistics

@@ -94,9 +94,12 @@ class GridTR(Method):
         again from a different start.
         """
         due = epoch - (epoch - 1) % self.params.every
+        world = self.ctx.world
         latest = self.passes.latest()
+        world.barrier()  # every process has read the folder before process 0 changes it
         if latest is not None and latest > due:  # from epochs the checkpoint does not hold
-            self.passes.keep_only(None)
+            if world.is_main:
+                self.passes.keep_only(None)
             latest = None
         if latest == due:
             return self.passes.metrics(due) if epoch == due else {}
@@ -104,9 +107,12 @@ class GridTR(Method):
         return self.stage_a(model, train_set, due, self._pool(workers))
 
     def stage_a(self, model: torch.nn.Module, train_set, epoch: int, executor: Executor | None) -> dict[str, float]:
-        """One pass over the training set, published as the pass of `epoch`; its metrics returned."""
+        """One pass over the training set, published as the pass of `epoch`; its metrics returned.
+        With several processes each solves every `world.size`-th image into the same private
+        folder, and process 0 publishes the pass once all have written."""
         started = time.perf_counter()
-        folder = self.passes.begin(epoch)
+        world = self.ctx.world
+        folder = world.broadcast(self.passes.begin(epoch) if world.is_main else None)
         k = self.ctx.num_classes
         conf, network_conf = ConfusionAccumulator(k), ConfusionAccumulator(k)
         totals = {"energy_init": 0.0, "energy": 0.0, "changed": 0, "pixels": 0, "violations": 0}
@@ -120,6 +126,10 @@ class GridTR(Method):
             totals["changed"] += result.changed
             totals["pixels"] += result.labels.size
             totals["violations"] += result.seed_violations
+        if world.size > 1:  # the sums over every process's images
+            packed = world.total(torch.tensor([*totals.values(), *conf.matrix.ravel(), *network_conf.matrix.ravel()], dtype=torch.float64))
+            totals = dict(zip(totals, packed[: len(totals)].tolist()))
+            conf.matrix, network_conf.matrix = packed[len(totals) :].view(2, k, k).long().numpy()
         metrics = {
             "stageA_energy_init": totals["energy_init"],
             "stageA_energy": totals["energy"],
@@ -130,7 +140,9 @@ class GridTR(Method):
             # the network's own argmax on the same images: the baseline stage A must beat
             "stageA_network_miou": network_conf.mean_iou(),
         }
-        self.passes.commit(folder, epoch, metrics)
+        if world.is_main:  # the sums above waited for every process
+            self.passes.commit(folder, epoch, metrics)
+        world.barrier()
         return metrics
 
     def _problems(
@@ -142,9 +154,16 @@ class GridTR(Method):
         was_training = model.training
         model.eval()
         try:
+            world = self.ctx.world
             for start in range(0, len(train_set), PROB_BATCH):
                 samples = [train_set.load(i) for i in range(start, min(start + PROB_BATCH, len(train_set)))]
-                for sample, neg_log_q in zip(samples, self._neg_log_q(model, samples)):
+                # every process runs the network on the same batches (a prediction can round
+                # differently in another batch), then keeps its own images
+                mine = [
+                    pair for i, pair in enumerate(zip(samples, self._neg_log_q(model, samples)), start)
+                    if i % world.size == world.rank
+                ]  # fmt: skip
+                for sample, neg_log_q in mine:
                     gts[sample.image_id] = sample.maps["gt"]
                     network_conf.update(sample.maps["gt"], neg_log_q.argmin(-1))
                     previous = sample.maps.get("proposal")

@@ -39,6 +39,16 @@ class World:
             return count.clamp(min=1)
         return self.total(count).clamp(min=1) / self.size
 
+    def broadcast(self, value):
+        """Process 0's `value` (any picklable object), on every process."""
+        if self.size == 1:
+            return value
+        import torch.distributed as dist
+
+        box = [value]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
     def barrier(self) -> None:
         if self.size > 1:
             import torch.distributed as dist

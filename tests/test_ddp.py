@@ -16,6 +16,7 @@ from mlflow import MlflowClient
 from rtrbench.config import Preset, resolve_run_config
 from rtrbench.distributed import NullLogger
 from rtrbench.errors import ConfigError
+from rtrbench.methods.solvers.proposal_passes import ProposalPasses
 from rtrbench.methods.world import World
 from rtrbench.metrics import DEFAULT_TRIMAP_WIDTHS
 from rtrbench.progress import ProgressView
@@ -102,6 +103,13 @@ def test_an_epoch_on_two_processes_gives_the_one_process_weights(tmp_path, metho
     assert (result.confusion == expected.confusion).all() and result.trimap == expected.trimap
     assert result.predictions.keys() == expected.predictions.keys()
     assert all((result.predictions[k] == expected.predictions[k]).all() for k in expected.predictions)
+    if method == "grid-tr":  # stage A split between the processes: the same pass, the same sums
+        passes = [ProposalPasses(tmp_path / d / "proposals") for d in ("ddp", "one")]
+        assert [p.latest() for p in passes] == [1, 1]
+        for image_id in one.train_set.ids:
+            assert (passes[0](image_id) == passes[1](image_id)).all(), image_id
+        metrics = [{k: v for k, v in p.metrics(1).items() if k != "stageA_seconds"} for p in passes]
+        assert metrics[0] == pytest.approx(metrics[1], rel=1e-12)
 
 
 @pytest.mark.slow
