@@ -58,6 +58,32 @@ class _AllReduceSum(torch.autograd.Function):
         return grad, None
 
 
+class EpochBatches(Sampler[list[tuple[int, int]]]):
+    """The batches of epoch `epoch` (set before each epoch) as (epoch, index) items, for a
+    loader whose workers live across epochs: the order a shuffling DataLoader seeded with
+    `seed_of(epoch)` gives (it draws its workers' base seed from that generator first), cut
+    into batches, and this process's share of each."""
+
+    def __init__(self, n: int, batch_size: int, drop_last: bool, world: World, seed_of) -> None:
+        self.n, self.batch_size, self.drop_last, self.world, self.seed_of = n, batch_size, drop_last, world, seed_of
+        self.epoch = 1
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        generator = torch.Generator().manual_seed(self.seed_of(self.epoch))
+        torch.empty((), dtype=torch.int64).random_(generator=generator)  # the loader's base-seed draw
+        order = torch.randperm(self.n, generator=generator).tolist()
+        share = self.batch_size // self.world.size
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start : start + self.batch_size]
+            if len(batch) < self.batch_size and self.drop_last:
+                return
+            mine = batch[self.world.rank * share : (self.world.rank + 1) * share] if self.world.size > 1 else batch
+            yield [(self.epoch, i) for i in mine]
+
+    def __len__(self) -> int:
+        return self.n // self.batch_size if self.drop_last else -(-self.n // self.batch_size)
+
+
 class GlobalBatchNorm2d(nn.BatchNorm2d):
     """BatchNorm over the global batch: mean and variance from sums all-reduced over the
     processes, with their gradients (torch's SyncBatchNorm runs on GPUs only). Its collectives

@@ -22,7 +22,7 @@ from rtrbench.datasets.transforms import JointTransform
 from rtrbench.datasets.labelio import write_label_png
 from rtrbench.datasets.classes import read_class_names
 from rtrbench.datasets.voc import ScribbleDataset, collate, scribble_dir
-from rtrbench.distributed import RankShare, synchronise
+from rtrbench.distributed import EpochBatches, RankShare, synchronise
 from rtrbench.errors import ConfigError, NonFiniteLossError
 from rtrbench.evaluate import EvalResult, evaluate
 from rtrbench.methods.base import Batch, Method, MethodContext
@@ -120,6 +120,7 @@ class Trainer:
             weight_decay=t.weight_decay,
         )
         self.scaler = torch.amp.GradScaler(ctx.device.type, enabled=t.amp == "fp16")
+        self._persistent: DataLoader | None = None  # the training loader when workers outlive epochs
         self.iters_per_epoch = max(1, len(self.train_set) // t.batch_size)
         total = self.iters_per_epoch * t.epochs
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda it: poly_factor(it, total, t.poly_power))
@@ -170,6 +171,7 @@ class Trainer:
         finally:
             torch.set_num_threads(threads)
             torch.backends.cudnn.benchmark = benchmark
+            self._persistent = None  # its workers stop with it
             self.method.close()
 
     def _run(self) -> EvalResult:
@@ -198,20 +200,7 @@ class Trainer:
         world = ctx.world
         hook_metrics = self.method.on_epoch_start(epoch, self.model, self.train_set)  # on every process
         self.train_set.set_epoch(epoch)
-        generator = torch.Generator().manual_seed(_epoch_seed(ctx.cfg.seed, epoch))
-        drop_last = len(self.train_set) >= t.batch_size  # a batch of 1 breaks BatchNorm statistics
-        batches = {"batch_size": t.batch_size, "shuffle": True, "drop_last": drop_last}
-        if world.size > 1:  # this process's share of the one-process batches, in their order
-            order = RandomSampler(self.train_set, generator=generator)
-            batches = {"batch_sampler": RankShare(BatchSampler(order, t.batch_size, drop_last), world)}
-        loader = DataLoader(
-            self.train_set,
-            **batches,
-            num_workers=ctx.cfg.data.num_workers,
-            collate_fn=collate,
-            generator=generator,
-            pin_memory=ctx.device.type == "cuda",
-        )
+        loader = self._loader(epoch)
         ctx.progress.start_epoch(epoch, len(loader))
         sums: dict[str, float] = {}
         pending: list[tuple[str, list[str], dict[str, torch.Tensor]]] = []
@@ -235,6 +224,31 @@ class Trainer:
         metrics["lr"] = self.optimizer.param_groups[0]["lr"]
         metrics["epoch_seconds"] = time.perf_counter() - started
         ctx.logger.log_metrics({**metrics, **hook_metrics, **self.method.epoch_metrics()}, step=epoch)
+
+    def _loader(self, epoch: int) -> DataLoader:
+        """The epoch's batches: the order of a shuffling loader seeded by (seed, epoch), and
+        under DDP this process's share of each batch. Without workers, a loader per epoch;
+        with workers, one loader whose workers live for the whole run (starting them each
+        epoch costs seconds on large sets), told the epoch through its sampler."""
+        t, world, workers = self.ctx.cfg.train, self.ctx.world, self.ctx.cfg.data.num_workers
+        drop_last = len(self.train_set) >= t.batch_size  # a batch of 1 breaks BatchNorm statistics
+        common = {"collate_fn": collate, "pin_memory": self.ctx.device.type == "cuda", "num_workers": workers}
+        if workers:
+            if self._persistent is None:
+                batches = EpochBatches(len(self.train_set), t.batch_size, drop_last, world, lambda e: _epoch_seed(self.ctx.cfg.seed, e))
+                # its own generator for the workers' base seed: drawing it from torch's global
+                # one would shift the dropout masks
+                self._persistent = DataLoader(
+                    self.train_set, batch_sampler=batches, persistent_workers=True, generator=torch.Generator(), **common
+                )
+            self._persistent.batch_sampler.epoch = epoch
+            return self._persistent
+        generator = torch.Generator().manual_seed(_epoch_seed(self.ctx.cfg.seed, epoch))
+        batches = {"batch_size": t.batch_size, "shuffle": True, "drop_last": drop_last}
+        if world.size > 1:  # this process's share of the one-process batches, in their order
+            order = RandomSampler(self.train_set, generator=generator)
+            batches = {"batch_sampler": RankShare(BatchSampler(order, t.batch_size, drop_last), world)}
+        return DataLoader(self.train_set, **batches, generator=generator, **common)
 
     def train_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         """One SGD step on `batch`; returns the loss terms, detached, where they were computed

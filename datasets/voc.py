@@ -136,11 +136,14 @@ class ScribbleDataset(torch.utils.data.Dataset):
             if bad.size:
                 raise DataError(f"{where}: unknown label {int(bad[0])} (data set has {k} classes, 255 = unlabelled)")
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        """Item `index`, or `(epoch, index)`: loader workers that live across epochs hold a
+        copy of this dataset whose `set_epoch` they never see, so their sampler names it."""
+        epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
         sample = self.load(index)
         image, maps = sample.image, sample.maps
         if self.transform is not None:
-            rng = np.random.default_rng([self.seed, self.epoch, index])
+            rng = np.random.default_rng([self.seed, epoch, index])
             image, maps, roi = self.transform(image, maps, rng)
         else:
             roi = np.ones(image.shape[:2], dtype=bool)

@@ -216,3 +216,16 @@ def test_mixed_precision_runs_the_network_only_and_trains(pascal_tree, tmp_path,
     # bf16 keeps 8 bits of mantissa (0.4 % per rounding) through ~50 layers; a step computed
     # in the wrong precision or on wrong tensors is off by far more
     assert first[amp] == pytest.approx(first["off"], rel=0.03)
+
+
+def test_loader_workers_living_across_epochs_see_the_same_batches(pascal_tree, tmp_path):
+    """With data.num_workers the training loader's workers persist for the run and are told the
+    epoch through the sampler: the weights after two epochs equal a run without workers, bit
+    for bit (data.num_workers is not part of the run's identity)."""
+    runs = [Trainer(context(pascal_tree, tmp_path / str(n), **{"data.num_workers": n})) for n in (0, 1)]
+    for trainer in runs:
+        trainer._train_epoch(1)
+        trainer._train_epoch(2)
+    assert runs[1]._persistent is not None and runs[1]._persistent.persistent_workers
+    for (name, a), b in zip(runs[0].model.state_dict().items(), runs[1].model.state_dict().values()):
+        assert torch.equal(a, b), name
