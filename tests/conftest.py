@@ -54,14 +54,18 @@ def pascal_tree(tmp_path: Path) -> Path:
 
 
 # Every method at two lengths and two seeds on the smoke preset: the one sweep that the
-# command-line, report, resume and Ray tests share (training it once per test session). One
-# thread per run, as a Ray task with one CPU has: runs elsewhere can then be compared with it
-# bit for bit (the thread count changes the order of floating-point sums).
-SMOKE_SWEEP = ("run", "--preset", "smoke", "--methods", "all", "--lengths", "0,1", "--seeds", "0,1", "--threads", "1", "--quiet")
+# command-line, report, resume and Ray tests share (training it once per test session), run
+# as Ray tasks of one CPU on the session's cluster, two at a time. One thread per run: runs
+# elsewhere can be compared with it bit for bit (the thread count changes the order of
+# floating-point sums); the resume test does so with a run of the serial executor.
+SMOKE_SWEEP = (
+    "run", "--preset", "smoke", "--methods", "all", "--lengths", "0,1", "--seeds", "0,1",
+    "--executor", "ray", "--cpus-per-run", "1", "--quiet",
+)  # fmt: skip
 
 
 @pytest.fixture(scope="session")
-def smoke_sweep(tmp_path_factory) -> Path:
+def smoke_sweep(tmp_path_factory, ray_cluster) -> Path:
     """The folder in which SMOKE_SWEEP ran (its mlflow.db, runs/ and data/)."""
     from tests.cli_helpers import rtrbench
 

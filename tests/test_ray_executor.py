@@ -1,7 +1,7 @@
 """`rtrbench run --executor ray`: runs as Ray tasks on a local 2-CPU cluster (one per test
 session), overlapping where independent and after their dependency otherwise, logging to an
-MLflow server, with the serial sweep's results; a task whose process is killed is retried and
-resumes."""
+MLflow server, with the shared sweep's results (and so the serial executor's: the resume test
+compares a serial run with it); a task whose process is killed is retried and resumes."""
 
 from __future__ import annotations
 
@@ -28,13 +28,13 @@ from tests.cli_helpers import rtrbench, runs_of, sweeps_of
 RAY = ("--executor", "ray", "--cpus-per-run", "1", "--quiet")
 
 
-def serial_runs(smoke_sweep: Path) -> dict:
+def shared_runs(smoke_sweep: Path) -> dict:
     _, runs = runs_of(smoke_sweep)
     return {r.info.run_name: r for r in runs}
 
 
 @pytest.mark.slow
-def test_a_ray_sweep_overlaps_runs_logs_to_a_server_and_matches_the_serial_sweep(ray_cluster, smoke_sweep, mlflow_server, tmp_path):
+def test_a_ray_sweep_overlaps_runs_logs_to_a_server_and_matches_the_shared_sweep(ray_cluster, smoke_sweep, mlflow_server, tmp_path):
     args = ("run", "--preset", "smoke", "--methods", "grid-gd", "--lengths", "0,1", "--seeds", "0", "--data-dir", str(smoke_sweep / "data"))
     result = rtrbench(tmp_path, *args, "--tracking-uri", mlflow_server.uri, *RAY)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -49,10 +49,10 @@ def test_a_ray_sweep_overlaps_runs_logs_to_a_server_and_matches_the_serial_sweep
     for length in (0, 1):  # a fine-tuning run starts once the run it starts from has ended
         assert span[f"grid-gd/len{length}/seed0"][0] >= span[f"pce-gd/len{length}/seed0"][1]
         assert runs[f"grid-gd/len{length}/seed0"].data.tags["init_run_id"] == runs[f"pce-gd/len{length}/seed0"].info.run_id
-    serial = serial_runs(smoke_sweep)
+    shared = shared_runs(smoke_sweep)
     for name, run in runs.items():  # one thread per run in both: the same arithmetic, the same scores
         assert run.info.status == "FINISHED" and run.data.tags["threads"] == "1"
-        assert run.data.metrics["val_miou"] == serial[name].data.metrics["val_miou"], name
+        assert run.data.metrics["val_miou"] == shared[name].data.metrics["val_miou"], name
     [parent] = [r for r in every if r.data.tags.get("rtrbench.sweep") == "1"]
     assert parent.info.status == "FINISHED" and {r.data.tags["mlflow.parentRunId"] for r in runs.values()} == {parent.info.run_id}
     stored = {p.parent.parent.parent.name for p in mlflow_server.artifacts.rglob("checkpoint/model.pt")}
@@ -84,7 +84,7 @@ def test_a_killed_task_is_retried_and_resumes_and_a_failing_run_is_not(ray_clust
     assert sorted(status) == ["pce-gd/len0/seed0", "pce-gd/len1/seed0"]
     resumed, failed = status["pce-gd/len1/seed0"], status["pce-gd/len0/seed0"]
     assert resumed.info.status == "FINISHED"
-    ref = serial_runs(smoke_sweep)["pce-gd/len1/seed0"]
+    ref = shared_runs(smoke_sweep)["pce-gd/len1/seed0"]
     assert resumed.data.metrics["val_miou"] == ref.data.metrics["val_miou"]  # as if never interrupted
     assert failed.info.status == "FAILED" and "cannot read image" in failed.data.tags["error"]
     assert [s.info.status for s in sweeps_of(tmp_path)] == ["FAILED"]  # the parent: some run failed

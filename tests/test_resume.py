@@ -63,7 +63,9 @@ def test_a_killed_run_resumes_into_the_same_mlflow_run(tmp_path, smoke_sweep):
     ref_client, refs = runs_of(smoke_sweep)
     [ref] = [r for r in refs if r.info.run_name == "pce-gd/len1/seed0"]
     assert ref.data.tags["config_hash"] == run.data.tags["config_hash"]
-    for key in ("train_loss", "val_miou"):  # bit for bit, as an uninterrupted run
+    # bit for bit, as the uninterrupted run of the shared sweep (a Ray task with one thread:
+    # this serial run with one thread is its arithmetic)
+    for key in ("train_loss", "val_miou"):
         got, want = last_value_per_step(client, run.info.run_id, key), last_value_per_step(ref_client, ref.info.run_id, key)
         assert got == want, key
     assert run.data.metrics["val_miou"] == ref.data.metrics["val_miou"]
