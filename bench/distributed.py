@@ -25,44 +25,12 @@ from rtrbench.errors import RtrbenchError
 from rtrbench.methods.world import World
 
 
-class RankShare(Sampler[list[int]]):
-    """This process's share of each batch of `batches`: an equal, contiguous slice."""
-
-    def __init__(self, batches: Sampler[list[int]], world: World) -> None:
-        self.batches, self.world = batches, world
-
-    def __iter__(self) -> Iterator[list[int]]:
-        for batch in self.batches:
-            share = len(batch) // self.world.size
-            yield batch[self.world.rank * share : (self.world.rank + 1) * share]
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-
-class _AllReduceSum(torch.autograd.Function):
-    """Sum over the processes; its gradient is the sum of theirs (each process's loss depends
-    on every process's input through the sum)."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, group) -> torch.Tensor:
-        ctx.group = group
-        x = x.clone()
-        dist.all_reduce(x, group=group)
-        return x
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        grad = grad.clone()
-        dist.all_reduce(grad, group=ctx.group)
-        return grad, None
-
-
 class EpochBatches(Sampler[list[tuple[int, int]]]):
-    """The batches of epoch `epoch` (set before each epoch) as (epoch, index) items, for a
-    loader whose workers live across epochs: the order a shuffling DataLoader seeded with
-    `seed_of(epoch)` gives (it draws its workers' base seed from that generator first), cut
-    into batches, and this process's share of each."""
+    """The batches of epoch `epoch` (set before each epoch) as (epoch, index) items, so that
+    loader workers living across epochs know it: the order `DataLoader(shuffle=True,
+    generator=seeded with seed_of(epoch))` gives (it draws its workers' base seed from that
+    generator first), cut into batches, and under DDP this process's equal, contiguous share
+    of each."""
 
     def __init__(self, n: int, batch_size: int, drop_last: bool, world: World, seed_of) -> None:
         self.n, self.batch_size, self.drop_last, self.world, self.seed_of = n, batch_size, drop_last, world, seed_of
@@ -82,6 +50,24 @@ class EpochBatches(Sampler[list[tuple[int, int]]]):
 
     def __len__(self) -> int:
         return self.n // self.batch_size if self.drop_last else -(-self.n // self.batch_size)
+
+
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over the processes; its gradient is the sum of theirs (each process's loss depends
+    on every process's input through the sum)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, group) -> torch.Tensor:
+        ctx.group = group
+        x = x.clone()
+        dist.all_reduce(x, group=group)
+        return x
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        grad = grad.clone()
+        dist.all_reduce(grad, group=ctx.group)
+        return grad, None
 
 
 class GlobalBatchNorm2d(nn.BatchNorm2d):

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler
+from torch.utils.data import DataLoader
 
 from rtrbench.atomic import write_atomic
 from rtrbench.checkpoint import load_checkpoint, save_checkpoint
@@ -22,7 +22,7 @@ from rtrbench.datasets.transforms import JointTransform
 from rtrbench.datasets.labelio import write_label_png
 from rtrbench.datasets.classes import read_class_names
 from rtrbench.datasets.voc import ScribbleDataset, collate, scribble_dir
-from rtrbench.distributed import EpochBatches, RankShare, synchronise
+from rtrbench.distributed import EpochBatches, synchronise
 from rtrbench.errors import ConfigError, NonFiniteLossError
 from rtrbench.evaluate import EvalResult, evaluate
 from rtrbench.methods.base import Batch, Method, MethodContext
@@ -120,7 +120,7 @@ class Trainer:
             weight_decay=t.weight_decay,
         )
         self.scaler = torch.amp.GradScaler(ctx.device.type, enabled=t.amp == "fp16")
-        self._persistent: DataLoader | None = None  # the training loader when workers outlive epochs
+        self._train_loader: DataLoader | None = None
         self.iters_per_epoch = max(1, len(self.train_set) // t.batch_size)
         total = self.iters_per_epoch * t.epochs
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda it: poly_factor(it, total, t.poly_power))
@@ -171,7 +171,7 @@ class Trainer:
         finally:
             torch.set_num_threads(threads)
             torch.backends.cudnn.benchmark = benchmark
-            self._persistent = None  # its workers stop with it
+            self._train_loader = None  # its workers stop with it
             self.method.close()
 
     def _run(self) -> EvalResult:
@@ -226,29 +226,22 @@ class Trainer:
         ctx.logger.log_metrics({**metrics, **hook_metrics, **self.method.epoch_metrics()}, step=epoch)
 
     def _loader(self, epoch: int) -> DataLoader:
-        """The epoch's batches: the order of a shuffling loader seeded by (seed, epoch), and
-        under DDP this process's share of each batch. Without workers, a loader per epoch;
-        with workers, one loader whose workers live for the whole run (starting them each
-        epoch costs seconds on large sets), told the epoch through its sampler."""
-        t, world, workers = self.ctx.cfg.train, self.ctx.world, self.ctx.cfg.data.num_workers
-        drop_last = len(self.train_set) >= t.batch_size  # a batch of 1 breaks BatchNorm statistics
-        common = {"collate_fn": collate, "pin_memory": self.ctx.device.type == "cuda", "num_workers": workers}
-        if workers:
-            if self._persistent is None:
-                batches = EpochBatches(len(self.train_set), t.batch_size, drop_last, world, lambda e: _epoch_seed(self.ctx.cfg.seed, e))
-                # its own generator for the workers' base seed: drawing it from torch's global
-                # one would shift the dropout masks
-                self._persistent = DataLoader(
-                    self.train_set, batch_sampler=batches, persistent_workers=True, generator=torch.Generator(), **common
-                )
-            self._persistent.batch_sampler.epoch = epoch
-            return self._persistent
-        generator = torch.Generator().manual_seed(_epoch_seed(self.ctx.cfg.seed, epoch))
-        batches = {"batch_size": t.batch_size, "shuffle": True, "drop_last": drop_last}
-        if world.size > 1:  # this process's share of the one-process batches, in their order
-            order = RandomSampler(self.train_set, generator=generator)
-            batches = {"batch_sampler": RankShare(BatchSampler(order, t.batch_size, drop_last), world)}
-        return DataLoader(self.train_set, **batches, generator=generator, **common)
+        """The training loader, made once per run and told the epoch through its sampler: the
+        order of a shuffling loader seeded by (seed, epoch), under DDP this process's share of
+        each batch. Its workers (`data.num_workers`) live for the whole run; starting them each
+        epoch costs seconds on large sets."""
+        if self._train_loader is None:
+            t, workers = self.ctx.cfg.train, self.ctx.cfg.data.num_workers
+            drop_last = len(self.train_set) >= t.batch_size  # a batch of 1 breaks BatchNorm statistics
+            batches = EpochBatches(len(self.train_set), t.batch_size, drop_last, self.ctx.world, lambda e: _epoch_seed(self.ctx.cfg.seed, e))
+            # its own generator for the workers' base seed: drawing it from torch's global one
+            # would shift the dropout masks
+            self._train_loader = DataLoader(
+                self.train_set, batch_sampler=batches, num_workers=workers, persistent_workers=workers > 0,
+                collate_fn=collate, pin_memory=self.ctx.device.type == "cuda", generator=torch.Generator(),
+            )  # fmt: skip
+        self._train_loader.batch_sampler.epoch = epoch
+        return self._train_loader
 
     def train_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         """One SGD step on `batch`; returns the loss terms, detached, where they were computed

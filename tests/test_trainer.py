@@ -16,6 +16,8 @@ from rtrbench.errors import DataError, NonFiniteLossError
 from rtrbench.methods import Method, PCEGD
 from rtrbench.metrics import DEFAULT_TRIMAP_WIDTHS
 from rtrbench.progress import ProgressView
+from rtrbench.distributed import EpochBatches
+from rtrbench.methods.world import World
 from rtrbench.trainer import AMP_DTYPES, LAST_CHECKPOINT, RunContext, Trainer, poly_factor
 
 TINY = Preset.model_validate(
@@ -226,6 +228,26 @@ def test_loader_workers_living_across_epochs_see_the_same_batches(pascal_tree, t
     for trainer in runs:
         trainer._train_epoch(1)
         trainer._train_epoch(2)
-    assert runs[1]._persistent is not None and runs[1]._persistent.persistent_workers
+    assert runs[1]._train_loader.persistent_workers
     for (name, a), b in zip(runs[0].model.state_dict().items(), runs[1].model.state_dict().values()):
         assert torch.equal(a, b), name
+
+
+@pytest.mark.parametrize(("n", "batch", "drop_last"), [(20, 4, True), (21, 4, True), (21, 4, False), (3, 8, False)])
+def test_the_epoch_batches_are_a_shuffling_loaders(n, batch, drop_last):
+    """The trainer's sampler gives the batches of `DataLoader(shuffle=True)` with the epoch's
+    generator (the order of every run so far), and under DDP each process's contiguous share."""
+    for epoch in (1, 2, 7):
+        loader = torch.utils.data.DataLoader(
+            range(n), batch_size=batch, shuffle=True, drop_last=drop_last, generator=torch.Generator().manual_seed(100 + epoch)
+        )
+        expected = [b.tolist() for b in loader]
+        batches = EpochBatches(n, batch, drop_last, World(), lambda e: 100 + e)
+        batches.epoch = epoch
+        assert [[i for _, i in b] for b in batches] == expected and len(batches) == len(expected)
+        assert {e for b in batches for e, _ in b} == {epoch}
+        if batch % 2 == 0 and drop_last:
+            shares = [EpochBatches(n, batch, drop_last, World(rank, 2), lambda e: 100 + e) for rank in (0, 1)]
+            for share in shares:
+                share.epoch = epoch
+            assert [[i for _, i in a + b] for a, b in zip(*shares)] == expected
