@@ -62,6 +62,8 @@ class SoftLabelProblem:
         one_hot = torch.nn.functional.one_hot(seeds.clamp(max=k - 1), k).permute(0, 3, 1, 2)
         self.log_seed = torch.log(one_hot.to(self.logits.dtype))
         self.log_sigma = torch.log_softmax(self.logits, 1)
+        # per image, as N×1×1×1: the counts of free and of ROI pixels (at least 1)
+        self.n_free, self.n_roi = (m.flatten(1).sum(1).clamp(min=1).view(-1, 1, 1, 1) for m in (self.free, roi))
 
     def energy(self, z: torch.Tensor) -> torch.Tensor:
         """E of y = labels(z), per image (N values)."""
@@ -84,8 +86,7 @@ class SoftLabelProblem:
         ∂E/∂z = g − y Σ_k g_k for g = ∂E/∂log y (log_softmax), 0 at the seeds (fixed)."""
         tiny = torch.finfo(z.dtype).tiny
         y, log_y = self.labels(z)
-        n_free = self.free.flatten(1).sum(1).clamp(min=1).to(z.dtype).view(-1, 1, 1, 1)
-        n_roi = self.roi.flatten(1).sum(1).clamp(min=1).to(z.dtype).view(-1, 1, 1, 1)
+        n_free, n_roi = self.n_free.to(z.dtype), self.n_roi.to(z.dtype)
         # coupling −log Σ_k y_k σ_k over the free pixels, from the logs as `collision_cross_entropy`;
         # its gradient in log y is −y_k σ_k / Σ y σ (a softmax of log y + log σ)
         joint = log_y + self.log_sigma
